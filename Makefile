@@ -1,0 +1,53 @@
+# The README's commands. Everything runs inside .venv, created on first use.
+# torch is pinned here and only here: the CPU build is installed before everything else,
+# so no other package can pull a multi-GB CUDA build. On machines without a local wheel,
+# point pip at the CPU index: make demo TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+TORCH := torch==2.13.0
+TORCH_PIP_ARGS ?=
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_MODEL := models/demo-googl.zip
+DEMO_STEPS ?= 20000
+
+.PHONY: demo test lint typecheck unit install dev clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11) and "tradinglib needs Python 3.11 (set PYTHON=/path/to/python3.11)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) $(TORCH)
+	touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+## make demo: train a small PPO agent on built-in GOOGL daily bars and evaluate it on the held-out range
+demo: $(VENV)/.installed
+	$(BIN)/tradinglib demo --steps $(DEMO_STEPS) --out $(DEMO_MODEL)
+
+## make test: lint, type-check and run the whole test suite (exit 5, "no tests ran", is a failure)
+test: $(VENV)/.installed-dev lint typecheck unit
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check tradinglib tests benchmarks
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy tradinglib
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
