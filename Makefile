@@ -1,9 +1,8 @@
 # The README's commands. Everything runs inside .venv, created on first use.
-# torch is pinned here and only here: the CPU build is installed before everything else,
-# so no other package can pull a multi-GB CUDA build. On machines without a local wheel,
+# torch is pinned in requirements/torch.txt only: the CPU build is installed before everything
+# else, so no other package can pull a multi-GB CUDA build. On machines without a local wheel,
 # point pip at the CPU index: make demo TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
-TORCH := torch==2.13.0
 TORCH_PIP_ARGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
@@ -17,8 +16,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.torch: | $(BIN)/python
-	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) $(TORCH)
+$(VENV)/.torch: requirements/torch.txt | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) -r requirements/torch.txt
 	touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch

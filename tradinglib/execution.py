@@ -1,0 +1,205 @@
+"""The one decision path, per bar: observation -> action -> risk check -> fill -> accounting.
+
+:class:`Simulation` steps through bars exactly the way the training env, the backtest
+and a replayed paper session do: at the close of bar t it builds the observation from
+bars up to t and the account, turns the action into an order intent, asks the
+:class:`~tradinglib.risk.RiskGuard`, fills an approved order (bar t+1's open by
+default, or bar t's close) with the :class:`~tradinglib.costs.Costs` model, and marks
+the account at bar t+1's close.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tradinglib.costs import Costs
+from tradinglib.exceptions import DataError, InputError
+from tradinglib.features import account_features, build_observation, market_features
+from tradinglib.portfolio import Fill, Portfolio
+from tradinglib.risk import MarketState, OrderIntent, RiskGuard, RiskLimits, Verdict
+from tradinglib.types import Action, Observation
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    """What one decision led to.
+
+    Attributes:
+        time: the decision bar's time (t).
+        action: the action taken.
+        intent: the order intent, None for HOLD.
+        verdict: the risk verdict, None for HOLD.
+        fill: the fill, None when nothing traded.
+        mark_time: the time of bar t+1, where the account is marked.
+        equity: account equity marked at bar t+1's close, USD.
+    """
+
+    time: pd.Timestamp
+    action: Action
+    intent: OrderIntent | None
+    verdict: Verdict | None
+    fill: Fill | None
+    mark_time: pd.Timestamp
+    equity: float
+
+
+def execute_decision(
+    action: Action,
+    portfolio: Portfolio,
+    guard: RiskGuard,
+    costs: Costs,
+    *,
+    market: MarketState,
+    fill_time: pd.Timestamp,
+    fill_base_price: float,
+) -> tuple[OrderIntent | None, Verdict | None, Fill | None]:
+    """Turn ``action`` into an intent, check it, and fill it into ``portfolio`` if approved.
+
+    ``market`` is the decision bar (its close and time; the time is also the clock);
+    the fill happens at ``fill_base_price`` plus slippage, at ``fill_time``.
+    """
+    portfolio.start_day(market.time.date(), market.price)
+    intent = OrderIntent.from_action(action, guard.limits)
+    if intent is None:
+        return None, None, None
+    verdict = guard.check(intent, portfolio, market, market.time)
+    if not verdict.approved:
+        return intent, verdict, None
+    price = costs.fill_price(1 if intent.quantity > 0 else -1, fill_base_price)
+    fill = Fill(fill_time, intent.quantity, price, costs.commission(intent.quantity, price))
+    portfolio.apply(fill)
+    return intent, verdict, fill
+
+
+class Simulation:
+    """Bars, their market features, an account and the decision path over a time range.
+
+    Args:
+        bars: OHLCV bars as :func:`tradinglib.data.load_bars` returns them.
+        limits: risk limits; also scale the account features.
+        costs: commission, slippage and fill timing.
+        cash: starting cash, USD.
+        start, end: decision bars are those with ``start <= time < end`` (None: open);
+            features still use the history before ``start``.
+
+    Raises:
+        DataError: too few bars for warm-up, or no decision bar in the range.
+    """
+
+    def __init__(
+        self,
+        bars: pd.DataFrame,
+        *,
+        limits: RiskLimits | None = None,
+        costs: Costs | None = None,
+        cash: float = 100_000.0,
+        start: pd.Timestamp | str | None = None,
+        end: pd.Timestamp | str | None = None,
+    ) -> None:
+        if not cash > 0:
+            raise InputError(f"starting cash must be > 0, got {cash}")
+        self.limits = limits or RiskLimits()
+        self.costs = costs or Costs()
+        self.guard = RiskGuard(self.limits)
+        self.initial_cash = float(cash)
+        features = market_features(bars)
+        positions = bars.index.get_indexer(features.index)
+        times = pd.DatetimeIndex(features.index)
+        keep = positions + 1 < len(bars)  # every decision needs a next bar to fill and mark
+        if start is not None:
+            keep &= times >= _as_time(start, times)
+        if end is not None:
+            keep &= times < _as_time(end, times)
+        if not keep.any():
+            raise DataError(
+                f"no bar to decide on between {start or 'the start'} and {end or 'the end'} "
+                f"({len(bars)} bars, {len(features)} after feature warm-up); widen the range"
+            )
+        self.decision_times = times[keep]
+        self._features = features.to_numpy(dtype=np.float32)[keep]
+        self._bar = positions[keep]
+        self._open = bars["open"].to_numpy(dtype=np.float64)
+        self._close = bars["close"].to_numpy(dtype=np.float64)
+        self._times = list(bars.index)
+        self.portfolio = Portfolio(cash=self.initial_cash)
+        self._i = 0
+
+    def __len__(self) -> int:
+        """Number of decision bars in the range."""
+        return len(self._bar)
+
+    @property
+    def index(self) -> int:
+        """Position of the next decision within the range (0 .. len - 1)."""
+        return self._i
+
+    @property
+    def done(self) -> bool:
+        """True once every decision bar in the range has been stepped."""
+        return self._i >= len(self._bar)
+
+    @property
+    def _current(self) -> int:
+        """Decision row the observation describes (the last one once done)."""
+        return min(self._i, len(self._bar) - 1)
+
+    @property
+    def price(self) -> float:
+        """Close of the current decision bar, USD."""
+        return float(self._close[self._bar[self._current]])
+
+    def reset(self, first: int = 0) -> Observation:
+        """Start over with fresh cash at decision ``first``; return its observation."""
+        if not 0 <= first < len(self._bar):
+            raise InputError(f"first decision {first} outside 0..{len(self._bar) - 1}")
+        self.portfolio = Portfolio(cash=self.initial_cash)
+        self._i = first
+        return self.observation()
+
+    def observation(self) -> Observation:
+        """The 26-float observation at the current decision bar.
+
+        Once done, the last decision bar's market features with the account as it is now.
+        """
+        p, price, row = self.portfolio, self.price, self._current
+        day_realized = p.day_realized_pnl if p.day == self._times[self._bar[row]].date() else 0.0
+        account = account_features(
+            position=p.position, price=price, avg_cost=p.avg_cost,
+            day_realized_pnl=day_realized, cash=p.cash,
+            max_position_value=self.limits.max_position_value,
+            max_daily_loss=self.limits.max_daily_loss,
+        )
+        return build_observation(self._features[row], account)
+
+    def step(self, action: Action) -> StepResult:
+        """Decide ``action`` at the current bar, fill, mark at the next bar, advance."""
+        if self.done:
+            raise InputError("the simulation is done; call reset() to start over")
+        b = int(self._bar[self._i])
+        now, nxt = self._times[b], self._times[b + 1]
+        if self.costs.fill_at == "next_open":
+            fill_time, fill_price = nxt, float(self._open[b + 1])
+        else:
+            fill_time, fill_price = now, float(self._close[b])
+        intent, verdict, fill = execute_decision(
+            Action(action), self.portfolio, self.guard, self.costs,
+            market=MarketState(float(self._close[b]), now),
+            fill_time=fill_time, fill_base_price=fill_price,
+        )
+        self._i += 1
+        equity = self.portfolio.equity(float(self._close[b + 1]))
+        return StepResult(now, Action(action), intent, verdict, fill, nxt, equity)
+
+
+def _as_time(value: pd.Timestamp | str, like: pd.DatetimeIndex) -> pd.Timestamp:
+    """``value`` as a Timestamp in the timezone of ``like`` (naive values are localized)."""
+    try:
+        ts = pd.Timestamp(value)
+    except ValueError as exc:
+        raise InputError(f"cannot read {value!r} as a date or time: {exc}") from None
+    if ts.tzinfo is None:
+        return ts.tz_localize(like.tz)
+    return ts.tz_convert(like.tz)

@@ -1,0 +1,217 @@
+"""Train a PPO agent on bars, evaluate it on a held-out range, write the zip and its card."""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from collections import Counter
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from tqdm import tqdm
+
+from tradinglib.costs import Costs
+from tradinglib.env import TradingEnv
+from tradinglib.exceptions import InputError
+from tradinglib.execution import Simulation
+from tradinglib.features import FEATURE_NAMES, FEATURE_VERSION
+from tradinglib.metrics import performance_metrics
+from tradinglib.modelcard import DataInfo, ModelCard, SpaceInfo, card_path, file_sha256
+from tradinglib.risk import RiskLimits
+from tradinglib.types import Action, Policy
+from tradinglib.validation import OBS_HIGH, OBS_LOW
+
+DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
+    "learning_rate": 3e-4,
+    "n_steps": 512,
+    "batch_size": 64,
+    "n_epochs": 5,
+    "gamma": 0.99,
+    "ent_coef": 0.01,
+    "net_arch": [64, 64],
+}
+
+
+def split_time(bars: pd.DataFrame, holdout_fraction: float) -> pd.Timestamp:
+    """The first bar time of the held-out range: the last ``holdout_fraction`` of bars.
+
+    Raises InputError unless 0 < holdout_fraction < 1.
+    """
+    if not 0.0 < holdout_fraction < 1.0:
+        raise InputError(f"holdout fraction must be between 0 and 1, got {holdout_fraction}")
+    return pd.Timestamp(bars.index[int(len(bars) * (1.0 - holdout_fraction))])
+
+
+def bars_sha256(bars: pd.DataFrame) -> str:
+    """sha256 of the bars' timestamps and values, independent of the file layout."""
+    digest = hashlib.sha256(pd.DatetimeIndex(bars.index).asi8.tobytes())
+    digest.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()
+
+
+def evaluate_policy(
+    policy: Policy,
+    bars: pd.DataFrame,
+    *,
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+    limits: RiskLimits | None = None,
+    costs: Costs | None = None,
+    cash: float = 100_000.0,
+) -> dict[str, Any]:
+    """Run ``policy`` over ``[start, end)`` through the decision path; return figures.
+
+    Figures: those of :func:`tradinglib.metrics.performance_metrics`, plus ``trades``,
+    ``final_equity`` (USD), ``buy_and_hold_return`` over the same bars, ``actions``
+    (count by action) and ``rejections`` (count by risk reason).
+    """
+    sim = Simulation(bars, limits=limits, costs=costs, cash=cash, start=start, end=end)
+    obs = sim.reset()
+    times, equity = [sim.decision_times[0]], [sim.initial_cash]
+    actions: Counter[str] = Counter()
+    rejections: Counter[str] = Counter()
+    trades = 0
+    while not sim.done:
+        result = sim.step(policy.predict(obs))
+        obs = sim.observation()
+        actions[result.action.name] += 1
+        trades += result.fill is not None
+        if result.verdict is not None and not result.verdict.approved:
+            rejections[result.verdict.reason.value] += 1
+        times.append(result.mark_time)
+        equity.append(result.equity)
+    curve = pd.Series(equity, index=pd.DatetimeIndex(times))
+    closes = bars["close"].loc[curve.index]
+    return {
+        **performance_metrics(curve),
+        "trades": trades,
+        "final_equity": round(float(curve.iloc[-1]), 2),
+        "buy_and_hold_return": float(closes.iloc[-1] / closes.iloc[0] - 1.0),
+        "actions": dict(actions),
+        "rejections": dict(rejections),
+    }
+
+
+class _DeterministicModel:
+    """An SB3 model as a :class:`Policy` (deterministic, single-threaded use only)."""
+
+    def __init__(self, model: PPO) -> None:
+        self.model = model
+
+    def predict(self, obs: object) -> Action:
+        action, _ = self.model.predict(np.asarray(obs), deterministic=True)
+        return Action(int(action))
+
+
+class _ProgressBar(BaseCallback):
+    """A tqdm bar counting environment steps."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__()
+        self._bar = tqdm(total=total, unit="step", desc="training", dynamic_ncols=True)
+
+    def _on_step(self) -> bool:
+        self._bar.update(self.num_timesteps - self._bar.n)
+        return True
+
+    def _on_training_end(self) -> None:
+        self._bar.close()
+
+
+def train_model(
+    bars: pd.DataFrame,
+    *,
+    source: str,
+    out: str | Path,
+    steps: int,
+    seed: int = 0,
+    holdout_fraction: float = 0.2,
+    limits: RiskLimits | None = None,
+    costs: Costs | None = None,
+    cash: float = 100_000.0,
+    episode_bars: int = 256,
+    hyperparameters: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> ModelCard:
+    """Train PPO (MlpPolicy) on the bars before the held-out range and write the artifact.
+
+    Writes ``out`` (the SB3 zip) and its card beside it (:func:`card_path`), with
+    evaluation figures on both ranges. Same bars, seed, steps and parameters give the
+    same card metrics (CPU, one torch thread: this sets ``torch.set_num_threads(1)``).
+
+    Raises:
+        InputError: steps < 1, a bad holdout fraction, an unknown hyperparameter, or
+            ``out`` not ending in ``.zip``.
+        DataError: too few bars in either range.
+    """
+    import torch
+
+    if steps < 1:
+        raise InputError(f"steps must be >= 1, got {steps}")
+    out = Path(out)
+    if out.suffix != ".zip":
+        raise InputError(f"model path must end in .zip, got {out}")
+    params = {**DEFAULT_HYPERPARAMETERS, **(hyperparameters or {})}
+    unknown = set(params) - set(DEFAULT_HYPERPARAMETERS)
+    if unknown:
+        raise InputError(f"unknown hyperparameters {sorted(unknown)}; "
+                         f"known: {sorted(DEFAULT_HYPERPARAMETERS)}")
+    limits, costs = limits or RiskLimits(), costs or Costs()
+    split = split_time(bars, holdout_fraction)
+    env = TradingEnv(bars, limits=limits, costs=costs, cash=cash, end=split,
+                     episode_bars=episode_bars)
+    torch.set_num_threads(1)
+    ppo_args = {k: v for k, v in params.items() if k != "net_arch"}
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0,
+                policy_kwargs={"net_arch": list(params["net_arch"])}, **ppo_args)
+    model.learn(total_timesteps=steps, callback=_ProgressBar(steps) if progress else None)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(out)
+
+    policy = _DeterministicModel(model)
+    metrics = {
+        "train": evaluate_policy(policy, bars, end=split, limits=limits, costs=costs, cash=cash),
+        "holdout": evaluate_policy(policy, bars, start=split, limits=limits, costs=costs,
+                                   cash=cash),
+    }
+    before, after = bars[bars.index < split], bars[bars.index >= split]
+    card = ModelCard(
+        model_file=out.name,
+        sha256=file_sha256(out),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        algorithm="PPO",
+        policy="MlpPolicy",
+        feature_names=FEATURE_NAMES,
+        feature_version=FEATURE_VERSION,
+        observation_space=SpaceInfo(kind="Box", shape=(len(FEATURE_NAMES),), dtype="float32",
+                                    low=OBS_LOW, high=OBS_HIGH),
+        action_space=SpaceInfo(kind="Discrete", n=len(Action)),
+        actions=tuple(a.name for a in Action),
+        training_data=_data_info(source, before),
+        holdout_data=_data_info(source, after),
+        hyperparameters=params,
+        seed=seed,
+        total_timesteps=steps,
+        limits=limits.to_dict(),
+        costs=costs.to_dict(),
+        versions=_versions(),
+        metrics=metrics,
+    )
+    card.write(card_path(out))
+    return card
+
+
+def _data_info(source: str, bars: pd.DataFrame) -> DataInfo:
+    return DataInfo(source=source, sha256=bars_sha256(bars), start=bars.index[0].isoformat(),
+                    end=bars.index[-1].isoformat(), rows=len(bars))
+
+
+def _versions() -> dict[str, str]:
+    names = ["tradinglib", "stable-baselines3", "torch", "gymnasium", "numpy", "pandas"]
+    return {"python": platform.python_version(), **{n: version(n) for n in names}}
