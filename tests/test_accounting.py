@@ -1,4 +1,4 @@
-"""Costs, fills and the risk check: hand-computed tables."""
+"""Costs and fill accounting: hand-computed tables (risk checks: test_risk.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest
 from tradinglib.costs import Costs
 from tradinglib.exceptions import InputError
 from tradinglib.portfolio import Fill, Portfolio
-from tradinglib.risk import MarketState, OrderIntent, Reason, RiskGuard, RiskLimits
-from tradinglib.types import Action
 
 T0 = pd.Timestamp("2024-01-02 15:00", tz="America/New_York")
 
@@ -77,52 +75,3 @@ def test_day_pnl_restarts_each_day() -> None:
     assert p.day_pnl(8.0) == pytest.approx(-20.0)
     p.start_day(date(2024, 1, 3), 8.0)
     assert p.day_pnl(8.0) == 0.0
-
-
-LIMITS = RiskLimits(max_daily_loss=100, max_position_value=1_000, trade_quantity=5)
-
-
-def _portfolio(position: int, cash: float = 10_000.0, day_start: float | None = None,
-               price: float = 50.0) -> Portfolio:
-    p = Portfolio(cash=cash - position * price, position=position, avg_cost=price)
-    p.day = T0.date()
-    p.day_start_equity = p.equity(price) if day_start is None else day_start
-    return p
-
-
-@pytest.mark.parametrize(
-    ("position", "quantity", "price", "cash", "day_start", "reason"),
-    [
-        (0, 5, 50.0, 10_000, None, Reason.APPROVED),
-        (15, 5, 50.0, 10_000, None, Reason.APPROVED),  # exactly 1,000
-        (20, 5, 50.0, 10_000, None, Reason.POSITION_VALUE),
-        (0, 5, 250.0, 10_000, None, Reason.POSITION_VALUE),
-        (0, 5, 50.0, 200, None, Reason.INSUFFICIENT_CASH),
-        (0, -5, 50.0, 10_000, None, Reason.SHORT_NOT_ALLOWED),
-        (3, -5, 50.0, 10_000, None, Reason.SHORT_NOT_ALLOWED),
-        (5, -5, 50.0, 10_000, None, Reason.APPROVED),
-        (5, 5, 50.0, 10_000, 10_100.0, Reason.DAILY_LOSS),  # down exactly 100
-        (5, -5, 50.0, 10_000, 10_100.0, Reason.APPROVED),  # reducing passes
-        (5, 5, 50.0, 10_000, 10_099.0, Reason.APPROVED),  # down 99
-        (30, -5, 50.0, 10_000, None, Reason.APPROVED),  # reducing an oversize position
-    ],
-)
-def test_guard_verdicts(position: int, quantity: int, price: float, cash: float,
-                        day_start: float | None, reason: Reason) -> None:
-    portfolio = _portfolio(position, cash, day_start, price)
-    verdict = RiskGuard(LIMITS).check(OrderIntent(quantity), portfolio,
-                                      MarketState(price, T0), T0)
-    assert verdict.reason == reason, verdict.detail
-    assert verdict.approved == (reason == Reason.APPROVED)
-
-
-def test_intents_from_actions() -> None:
-    assert OrderIntent.from_action(Action.HOLD, LIMITS) is None
-    assert OrderIntent.from_action(Action.BUY, LIMITS) == OrderIntent(5)
-    assert OrderIntent.from_action(Action.SELL, LIMITS) == OrderIntent(-5)
-
-
-@pytest.mark.parametrize("field", ["max_daily_loss", "max_position_value", "trade_quantity"])
-def test_non_positive_limits_rejected(field: str) -> None:
-    with pytest.raises(InputError, match=field):
-        RiskLimits(**{field: 0})

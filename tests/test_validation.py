@@ -224,3 +224,15 @@ def test_one_out_of_range_value_is_rejected_naming_its_index(
         with pytest.raises(ObservationError) as info:
             validate_observation(obs)
         assert expected in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64])
+def test_most_negative_integer_is_out_of_range(dtype: type[np.signedinteger[Any]]) -> None:
+    """Regression: |x| of the most negative integer overflows back to a negative value."""
+    obs = np.zeros(26, dtype=dtype)
+    obs[5] = np.iinfo(dtype).min
+    if np.iinfo(dtype).min >= OBS_LOW:
+        assert validate_observation(obs)[5] == np.iinfo(dtype).min
+    else:
+        with pytest.raises(ObservationError, match=r"observation\[5\]"):
+            validate_observation(obs)

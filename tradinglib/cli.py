@@ -95,16 +95,53 @@ def _cmd_train(args: argparse.Namespace, settings: Settings) -> None:
     print(f"model: {out}\ncard:  {card_path(out)}")
 
 
-def _cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
+def _backtest(model: Path, data: str, settings: Settings, *, start: str | None,
+              end: str | None, cash: float, slippage_bps: float, folder: Path | None) -> Path:
+    """Backtest ``model`` on ``data``; print the summary; write the tables to a folder."""
+    from tradinglib.backtest import run_backtest, summary_rows
+    from tradinglib.costs import Costs
+    from tradinglib.data import load_bars
     from tradinglib.inference import LockedPolicy
+    from tradinglib.risk import RiskLimits
+
+    policy = LockedPolicy.load(model)
+    bars = load_bars(data)
+    started = time.perf_counter()
+    result = run_backtest(bars, policy, limits=RiskLimits.from_settings(settings),
+                          costs=Costs(slippage_bps=slippage_bps), cash=cash, start=start,
+                          end=end)
+    elapsed = time.perf_counter() - started
+    first, last = result.equity.index[0], result.equity.index[-1]
+    table = Table(title=f"Backtest {model.name} on {data} {first:%Y-%m-%d}..{last:%Y-%m-%d}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for name, value in summary_rows(result.metrics):
+        table.add_row(name, value)
+    console.print(table)
+    console.print(f"{result.metrics['bars']:,} bars in {elapsed:.2f}s "
+                  f"({result.metrics['bars'] / elapsed:,.0f} bars/s), backend {policy.backend}")
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return result.save(folder or Path("backtests") / f"{stamp}-{model.stem}")
+
+
+def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> None:
+    folder = _backtest(Path(args.model), args.data, settings, start=args.start, end=args.end,
+                       cash=args.cash, slippage_bps=args.slippage_bps,
+                       folder=Path(args.out) if args.out else None)
+    print(f"results: {folder}")
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     from tradinglib.modelcard import card_path
 
     card, out = _train(args, settings)
-    policy = LockedPolicy.load(out)
     console.print(_metrics_table(card))
-    console.print(f"loaded back with sha256 check: backend={policy.backend}, "
-                  f"sha256={policy.sha256[:12]}…")
     print(f"model: {out}\ncard:  {card_path(out)}")
+    console.print("backtest of the saved model (hash-checked) on the held-out range:")
+    holdout = card.holdout_data.start if card.holdout_data else None
+    folder = _backtest(out, args.data, settings, start=holdout, end=None,
+                       cash=args.cash, slippage_bps=0.0, folder=None)
+    print(f"results: {folder}")
 
 
 def _add_train_args(p: argparse.ArgumentParser, *, data: str | None, steps: int,
@@ -144,6 +181,17 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train PPO and write the model zip and card")
     _add_train_args(train, data=None, steps=20_000, out=None)
     train.set_defaults(func=_cmd_train)
+
+    backtest = sub.add_parser("backtest", help="backtest a model; print a summary, write tables")
+    backtest.add_argument("--model", required=True, help="models/NAME.zip (with its card)")
+    backtest.add_argument("--data", required=True, help="built-in name or CSV/Parquet path")
+    backtest.add_argument("--start", help="first decision bar (date or time), default: all")
+    backtest.add_argument("--end", help="decide on bars before this (date or time)")
+    backtest.add_argument("--cash", type=float, default=100_000.0, help="starting cash, USD")
+    backtest.add_argument("--slippage-bps", type=float, default=0.0,
+                          help="adverse slippage per fill, basis points")
+    backtest.add_argument("--out", help="results folder (default backtests/STAMP-MODEL)")
+    backtest.set_defaults(func=_cmd_backtest)
 
     demo = sub.add_parser("demo", help="train on built-in GOOGL daily bars and evaluate")
     _add_train_args(demo, data="googl-daily", steps=20_000, out="models/demo-googl.zip")

@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from tradinglib.costs import Costs
 from tradinglib.exceptions import DataError, InputError
-from tradinglib.features import account_features, build_observation, market_features
+from tradinglib.features import account_features_ahead, market_features
 from tradinglib.portfolio import Fill, Portfolio
 from tradinglib.risk import MarketState, OrderIntent, RiskGuard, RiskLimits, Verdict
 from tradinglib.types import Action, Observation
@@ -56,7 +57,8 @@ def execute_decision(
     fill_time: pd.Timestamp,
     fill_base_price: float,
 ) -> tuple[OrderIntent | None, Verdict | None, Fill | None]:
-    """Turn ``action`` into an intent, check it, and fill it into ``portfolio`` if approved.
+    """Turn ``action`` into an intent, submit it to ``guard`` (which records the verdict),
+    and fill it into ``portfolio`` if approved.
 
     ``market`` is the decision bar (its close and time; the time is also the clock);
     the fill happens at ``fill_base_price`` plus slippage, at ``fill_time``.
@@ -65,7 +67,7 @@ def execute_decision(
     intent = OrderIntent.from_action(action, guard.limits)
     if intent is None:
         return None, None, None
-    verdict = guard.check(intent, portfolio, market, market.time)
+    verdict = guard.submit(intent, portfolio, market, market.time)
     if not verdict.approved:
         return intent, verdict, None
     price = costs.fill_price(1 if intent.quantity > 0 else -1, fill_base_price)
@@ -103,7 +105,7 @@ class Simulation:
             raise InputError(f"starting cash must be > 0, got {cash}")
         self.limits = limits or RiskLimits()
         self.costs = costs or Costs()
-        self.guard = RiskGuard(self.limits)
+        self.guard = RiskGuard(self.limits, self.costs)
         self.initial_cash = float(cash)
         features = market_features(bars)
         positions = bars.index.get_indexer(features.index)
@@ -124,6 +126,8 @@ class Simulation:
         self._open = bars["open"].to_numpy(dtype=np.float64)
         self._close = bars["close"].to_numpy(dtype=np.float64)
         self._times = list(bars.index)
+        self._days = np.array([t.toordinal() for t in pd.DatetimeIndex(bars.index).date],
+                              dtype=np.int64)
         self.portfolio = Portfolio(cash=self.initial_cash)
         self._i = 0
 
@@ -142,20 +146,16 @@ class Simulation:
         return self._i >= len(self._bar)
 
     @property
-    def _current(self) -> int:
-        """Decision row the observation describes (the last one once done)."""
-        return min(self._i, len(self._bar) - 1)
-
-    @property
     def price(self) -> float:
         """Close of the current decision bar, USD."""
-        return float(self._close[self._bar[self._current]])
+        return float(self._close[self._bar[min(self._i, len(self._bar) - 1)]])
 
     def reset(self, first: int = 0) -> Observation:
         """Start over with fresh cash at decision ``first``; return its observation."""
         if not 0 <= first < len(self._bar):
             raise InputError(f"first decision {first} outside 0..{len(self._bar) - 1}")
         self.portfolio = Portfolio(cash=self.initial_cash)
+        self.guard = RiskGuard(self.limits, self.costs)  # no halt, rate or loss state carried over
         self._i = first
         return self.observation()
 
@@ -164,15 +164,46 @@ class Simulation:
 
         Once done, the last decision bar's market features with the account as it is now.
         """
-        p, price, row = self.portfolio, self.price, self._current
-        day_realized = p.day_realized_pnl if p.day == self._times[self._bar[row]].date() else 0.0
-        account = account_features(
-            position=p.position, price=price, avg_cost=p.avg_cost,
-            day_realized_pnl=day_realized, cash=p.cash,
+        row: Observation = self._observations(min(self._i, len(self._bar) - 1), 1)[0]
+        return row
+
+    def observations_ahead(self, n: int) -> npt.NDArray[np.float32]:
+        """Observations of the next ``n`` decisions (fewer at the end of the range),
+        assuming the account does not trade before them: shape (n, 26), float32.
+
+        Row 0 is :meth:`observation`. A backtest predicts them in one batch and steps
+        until the first fill, after which the account, and so the rest, changes.
+        """
+        return self._observations(self._i, n)
+
+    def _observations(self, first: int, n: int) -> npt.NDArray[np.float32]:
+        rows = slice(first, min(first + n, len(self._bar)))
+        bars = self._bar[rows]
+        p = self.portfolio
+        same_day = self._days[bars] == (p.day.toordinal() if p.day else -1)
+        account = account_features_ahead(
+            position=p.position, prices=self._close[bars], avg_cost=p.avg_cost,
+            day_realized_pnl=np.where(same_day, p.day_realized_pnl, 0.0), cash=p.cash,
             max_position_value=self.limits.max_position_value,
             max_daily_loss=self.limits.max_daily_loss,
         )
-        return build_observation(self._features[row], account)
+        return np.concatenate((self._features[rows], account), axis=1)
+
+    def hold(self, n: int) -> npt.NDArray[np.float64]:
+        """Step ``n`` HOLD decisions at once; return the equity marks (USD) after each.
+
+        Same outcome as ``n`` calls of ``step(Action.HOLD)``, without per-bar objects.
+        """
+        if not 0 < n <= len(self._bar) - self._i:
+            raise InputError(f"cannot hold {n} bars: {len(self._bar) - self._i} left")
+        bars = self._bar[self._i:self._i + n]
+        days = self._days[bars]
+        p = self.portfolio
+        if p.day is None or days[-1] != p.day.toordinal():
+            first = int(bars[np.argmax(days == days[-1])])  # first bar of the last day
+            p.start_day(self._times[first].date(), float(self._close[first]))
+        self._i += n
+        return p.cash + p.position * self._close[bars + 1]
 
     def step(self, action: Action) -> StepResult:
         """Decide ``action`` at the current bar, fill, mark at the next bar, advance."""

@@ -408,10 +408,6 @@ def market_features(bars: pd.DataFrame) -> pd.DataFrame:
 # -------------------------------------------------------------------------- account
 
 
-def _clip(x: float) -> float:
-    return -FEATURE_CLIP if x < -FEATURE_CLIP else FEATURE_CLIP if x > FEATURE_CLIP else x
-
-
 def account_features(
     *,
     position: float,
@@ -442,36 +438,64 @@ def account_features(
         ObservationError: an argument is NaN or infinite (named in the message).
         InputError: a limit is not > 0.
     """
+    rows = account_features_ahead(
+        position=position, prices=np.array([price], dtype=np.float64), avg_cost=avg_cost,
+        day_realized_pnl=np.array([day_realized_pnl], dtype=np.float64), cash=cash,
+        max_position_value=max_position_value, max_daily_loss=max_daily_loss,
+    )
+    first: npt.NDArray[np.float32] = rows[0]
+    return first
+
+
+def account_features_ahead(
+    *,
+    position: float,
+    prices: npt.NDArray[np.float64],
+    avg_cost: float,
+    day_realized_pnl: npt.NDArray[np.float64],
+    cash: float,
+    max_position_value: float,
+    max_daily_loss: float,
+) -> npt.NDArray[np.float32]:
+    """:func:`account_features` for a run of bars over which the account does not trade.
+
+    ``prices`` and ``day_realized_pnl`` hold one value per bar; the position, average
+    cost and cash stay as given. Returns float32 of shape ``(len(prices), 4)``. This is
+    the one implementation of the account features; :func:`account_features` is the
+    single-bar case. Raises as :func:`account_features`.
+    """
     if not (max_position_value > 0 and max_daily_loss > 0):
         raise InputError(
             f"limits must be > 0: max_position_value={max_position_value!r}, "
             f"max_daily_loss={max_daily_loss!r}"
         )
-    args = (position, price, avg_cost, day_realized_pnl, cash, max_position_value,
-            max_daily_loss)
-    if not math.isfinite(sum(args)):
-        _raise_non_finite(args)
-    exposure = position * price
-    equity = cash + exposure
-    return np.array(
-        (
-            _clip(exposure / max_position_value),
-            _clip(position * (price - avg_cost) / max_daily_loss),
-            _clip(day_realized_pnl / max_daily_loss),
-            _clip(cash / equity) if equity > 0 else 0.0,
-        ),
-        dtype=np.float32,
-    )
+    scalars = (position, avg_cost, cash, max_position_value, max_daily_loss)
+    if not (math.isfinite(sum(scalars)) and np.isfinite(prices).all()
+            and np.isfinite(day_realized_pnl).all()):
+        _raise_non_finite(position, prices, avg_cost, day_realized_pnl, cash,
+                          max_position_value, max_daily_loss)
+    out = np.empty((len(prices), _N_ACCOUNT), dtype=np.float64)
+    with np.errstate(over="ignore"):  # huge finite values: the clip below bounds them
+        exposure = position * prices
+        equity = cash + exposure
+        out[:, 0] = exposure / max_position_value
+        out[:, 1] = position * (prices - avg_cost) / max_daily_loss
+        out[:, 2] = day_realized_pnl / max_daily_loss
+        out[:, 3] = _safe_div(np.full_like(prices, cash), equity, 0.0)
+    out[equity <= 0, 3] = 0.0
+    return np.clip(out, -FEATURE_CLIP, FEATURE_CLIP).astype(np.float32)
 
 
 _ACCOUNT_ARGS: Final = ("position", "price", "avg_cost", "day_realized_pnl", "cash",
                         "max_position_value", "max_daily_loss")
 
 
-def _raise_non_finite(args: tuple[float, ...]) -> None:
+def _raise_non_finite(*args: float | npt.NDArray[np.float64]) -> None:
     for name, value in zip(_ACCOUNT_ARGS, args, strict=True):
-        if not math.isfinite(value):
-            raise ObservationError(f"account_features: {name}={value!r} is not finite")
+        bad = np.flatnonzero(~np.isfinite(np.atleast_1d(value)))
+        if bad.size:
+            shown = np.atleast_1d(value)[bad[0]]
+            raise ObservationError(f"account_features: {name}={float(shown)!r} is not finite")
     # finite arguments whose sum overflows: let the arithmetic and the clip handle them
 
 
@@ -549,6 +573,7 @@ __all__ = [
     "WARMUP_BARS",
     "FeatureSpec",
     "account_features",
+    "account_features_ahead",
     "build_observation",
     "describe_features",
     "market_features",

@@ -17,7 +17,8 @@ import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,29 +29,71 @@ from tradinglib.exceptions import ModelError, ObservationError
 from tradinglib.features import FEATURE_NAMES, FEATURE_VERSION
 from tradinglib.modelcard import ModelCard, file_sha256, read_card
 from tradinglib.types import Action, Decision, Observation
-from tradinglib.validation import validate_observation
+from tradinglib.validation import invalid_rows, validate_observation
 
 PROBE_SIZE = 512
 Array = npt.NDArray[np.float32]
-_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "Tanh": np.tanh,
-    "ReLU": lambda x: np.maximum(x, np.float32(0.0)),
-    "Identity": lambda x: x,
+_ACTIONS = tuple(Action)
+
+
+# activation name -> (ufunc, extra operand) applied in place; Identity applies nothing
+_ACTIVATIONS: dict[str, tuple[np.ufunc, tuple[float, ...]] | None] = {
+    "Tanh": (np.tanh, ()), "ReLU": (np.maximum, (0.0,)), "Identity": None,
 }
 
 
+# a batch row whose top two logits are closer than this is answered by the
+# single-observation path, so a batch and one-by-one calls always agree
+_TIE_MARGIN = 1e-3
+
+
 class _NumpyMlp:
-    """The deterministic action of an SB3 MlpPolicy, computed with numpy (float32)."""
+    """The deterministic action of an SB3 MlpPolicy, computed with numpy (float32).
+
+    Each layer's weights and bias are one matrix (the bias is the last row) and each
+    layer's input carries a trailing 1. The single-observation call reuses buffers, so
+    it is not reentrant: the caller holds :class:`LockedPolicy`'s lock. A batch rounds
+    differently from single calls (another BLAS kernel), by far less than
+    ``_TIE_MARGIN``; rows closer to a tie than that are recomputed one by one.
+    """
 
     def __init__(self, layers: list[tuple[Array, Array, str]]) -> None:
-        self._layers = [(w, b, _ACTIVATIONS[act]) for w, b, act in layers]
+        self._weights = [np.vstack([w, b[None, :]]).astype(np.float32) for w, b, _ in layers]
+        self._activations = [_ACTIVATIONS[act] for _, _, act in layers]
+        # each layer reads [x, 1] from its input buffer and writes into the next one's x;
+        # the last layer writes the logits
+        inputs = [np.ones(w.shape[0], dtype=np.float32) for w in self._weights]
+        self._logits = np.empty(self._weights[-1].shape[1], dtype=np.float32)
+        outputs = [buf[:-1] for buf in inputs[1:]] + [self._logits]
+        self._obs = inputs[0][:-1]
+        # per layer: matmul into the output buffer, then the activation in place
+        # (positional ``out`` arguments: the cheapest call numpy offers)
+        self._steps: list[tuple[np.ufunc, tuple[Any, ...]]] = []
+        for x, w, out, act in zip(inputs, self._weights, outputs, self._activations,
+                                  strict=True):
+            self._steps.append((np.matmul, (x, w, out)))
+            if act is not None:
+                self._steps.append((act[0], (out, *act[1], out)))
 
-    def __call__(self, obs: Array) -> npt.NDArray[np.intp]:
-        """Action ids for observations of shape (26,) or (n, 26)."""
-        x = obs
-        for w, b, act in self._layers:
-            x = act(x @ w + b)
-        return np.asarray(np.argmax(x, axis=-1))
+    def one(self, obs: Array) -> Action:
+        """The action for one observation of shape (26,)."""
+        self._obs[:] = obs
+        for ufunc, args in self._steps:
+            ufunc(*args)
+        return _ACTIONS[int(self._logits.argmax())]
+
+    def __call__(self, batch: Array) -> npt.NDArray[np.int64]:
+        """Action ids for observations of shape (n, 26)."""
+        x = batch.astype(np.float32)
+        for w, act in zip(self._weights, self._activations, strict=True):
+            x = np.concatenate((x, np.ones((len(x), 1), dtype=np.float32)), axis=1) @ w
+            if act is not None:
+                act[0](x, *act[1], out=x)
+        actions = np.asarray(np.argmax(x, axis=-1), dtype=np.int64)
+        top2 = np.sort(x, axis=-1)[:, -2:]
+        for row in np.flatnonzero(top2[:, 1] - top2[:, 0] < _TIE_MARGIN):
+            actions[row] = self.one(batch[row])
+        return actions
 
 
 def _extract_mlp(model: Any) -> _NumpyMlp | str:
@@ -70,11 +113,11 @@ def _extract_mlp(model: Any) -> _NumpyMlp | str:
     modules = [*policy.mlp_extractor.policy_net, policy.action_net]
     layers: list[tuple[Array, Array, str]] = []
     for module in modules:
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.Linear) and module.bias is not None:
             w = module.weight.detach().cpu().numpy().T.astype(np.float32)
             b = module.bias.detach().cpu().numpy().astype(np.float32)
             layers.append((w, b, "Identity"))
-        elif type(module).__name__ in _ACTIVATIONS and layers:
+        elif type(module).__name__ in _ACTIVATIONS and layers and layers[-1][2] == "Identity":
             w, b, _ = layers[-1]
             layers[-1] = (w, b, type(module).__name__)
         else:
@@ -91,6 +134,22 @@ def _probe_batch() -> Array:
     return batch
 
 
+@dataclass(frozen=True, slots=True)
+class BatchDecision:
+    """Actions for a batch of observations.
+
+    Attributes:
+        actions: action ids (:class:`Action` values), one per row; HOLD where it fell back.
+        fallbacks: row -> reason, for the rows that got HOLD because the model could not
+            answer (as :attr:`Decision.reason`).
+        latency: wall time of the whole call, seconds.
+    """
+
+    actions: npt.NDArray[np.int64]
+    fallbacks: dict[int, str]
+    latency: float
+
+
 class LockedPolicy:
     """A model artifact behind validation and a lock; deterministic; thread-safe.
 
@@ -98,13 +157,14 @@ class LockedPolicy:
     and answers HOLD, with the reason, whenever the model cannot answer.
 
     Attributes:
-        card: the model card read beside the zip.
+        card: the model card read beside the zip; None for a model held in memory
+            only (training evaluates one before its card exists).
         backend: ``"numpy"`` (checked fast path) or ``"sb3"`` (``model.predict``).
         backend_note: why the fast path is not used, when it is not.
         timeout: seconds :meth:`decide` waits for the lock and the answer before HOLD.
     """
 
-    def __init__(self, model: Any, card: ModelCard, *, timeout: float = 1.0,
+    def __init__(self, model: Any, card: ModelCard | None = None, *, timeout: float = 1.0,
                  fast: bool = True) -> None:
         self.model = model
         self.card = card
@@ -154,8 +214,8 @@ class LockedPolicy:
 
     @property
     def sha256(self) -> str:
-        """sha256 of the model zip, from the verified card."""
-        return self.card.sha256
+        """sha256 of the model zip, from the verified card ("" without a card)."""
+        return self.card.sha256 if self.card is not None else ""
 
     def _checked_mlp(self) -> tuple[_NumpyMlp | None, str]:
         mlp = _extract_mlp(self.model)
@@ -163,7 +223,8 @@ class LockedPolicy:
             return None, mlp
         probe = _probe_batch()
         expected, _ = self.model.predict(probe, deterministic=True)
-        mismatches = int(np.count_nonzero(mlp(probe) != expected))
+        singles = np.array([mlp.one(row) for row in probe])
+        mismatches = int(np.count_nonzero((mlp(probe) != expected) | (singles != expected)))
         if mismatches:
             return None, f"numpy forward differs from predict on {mismatches}/{len(probe)} probes"
         return mlp, ""
@@ -171,7 +232,7 @@ class LockedPolicy:
     def _forward(self, obs: Observation) -> Action:
         """The model's action for a validated observation; caller holds the lock."""
         if self._mlp is not None:
-            return Action(int(self._mlp(obs)))
+            return self._mlp.one(obs)
         action, _ = self.model.predict(obs, deterministic=True)
         return Action(int(action))
 
@@ -214,6 +275,62 @@ class LockedPolicy:
         with self._stats_lock:
             self._calls += 1
         return Decision(action, "model", latency)
+
+    def decide_batch(self, batch: npt.NDArray[Any]) -> BatchDecision:
+        """:meth:`decide` for the rows of an ``(n, 26)`` array, in one locked model call.
+
+        Never raises: invalid rows (and every row, if the model fails or the lock is
+        not had within :attr:`timeout`) get HOLD with the reason, counted as fallbacks.
+        """
+        started = time.perf_counter()
+        try:
+            bad = invalid_rows(batch)
+        except ObservationError as exc:
+            n = len(batch) if hasattr(batch, "__len__") else 1
+            return self._batch_fallback(n, range(n), "invalid observation", str(exc), started)
+        actions = np.zeros(len(batch), dtype=np.int64)
+        reasons: dict[int, str] = {}
+        for i in np.flatnonzero(bad):
+            try:
+                validate_observation(batch[i])
+            except ObservationError as exc:
+                reasons[int(i)] = f"invalid observation: {exc}"
+        good = np.flatnonzero(~bad)
+        if good.size:
+            if not self._lock.acquire(timeout=self.timeout):
+                return self._batch_fallback(len(batch), good, "timeout",
+                                            f"model busy for over {self.timeout}s", started,
+                                            reasons)
+            try:
+                actions[good] = self._forward_batch(batch[good].astype(np.float32))
+            except Exception as exc:
+                return self._batch_fallback(len(batch), good, "model error", repr(exc),
+                                            started, reasons)
+            finally:
+                self._lock.release()
+        with self._stats_lock:
+            self._calls += len(batch)
+            if reasons:
+                self._fallbacks["invalid observation"] += len(reasons)
+        return BatchDecision(actions, reasons, time.perf_counter() - started)
+
+    def _forward_batch(self, batch: Array) -> npt.NDArray[np.int64]:
+        """Action ids for validated rows; caller holds the lock."""
+        if self._mlp is not None:
+            return self._mlp(batch)
+        actions, _ = self.model.predict(batch, deterministic=True)
+        return np.asarray(actions, dtype=np.int64).reshape(len(batch))
+
+    def _batch_fallback(self, n: int, rows: Iterable[int], kind: str, detail: str,
+                        started: float, reasons: dict[int, str] | None = None
+                        ) -> BatchDecision:
+        reasons = dict(reasons or {})
+        reasons.update({int(i): f"{kind}: {detail}" for i in rows})
+        with self._stats_lock:
+            self._calls += n
+            for reason in reasons.values():
+                self._fallbacks[reason.split(":", 1)[0]] += 1
+        return BatchDecision(np.zeros(n, dtype=np.int64), reasons, time.perf_counter() - started)
 
     def _fallback(self, kind: str, detail: str, started: float) -> Decision:
         with self._stats_lock:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import platform
-from collections import Counter
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -16,15 +15,15 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from tqdm import tqdm
 
+from tradinglib.backtest import run_backtest
 from tradinglib.costs import Costs
 from tradinglib.env import TradingEnv
 from tradinglib.exceptions import InputError
-from tradinglib.execution import Simulation
 from tradinglib.features import FEATURE_NAMES, FEATURE_VERSION
-from tradinglib.metrics import performance_metrics
+from tradinglib.inference import LockedPolicy
 from tradinglib.modelcard import DataInfo, ModelCard, SpaceInfo, card_path, file_sha256
 from tradinglib.risk import RiskLimits
-from tradinglib.types import Action, Policy
+from tradinglib.types import Action
 from tradinglib.validation import OBS_HIGH, OBS_LOW
 
 DEFAULT_HYPERPARAMETERS: dict[str, Any] = {
@@ -53,60 +52,6 @@ def bars_sha256(bars: pd.DataFrame) -> str:
     digest = hashlib.sha256(pd.DatetimeIndex(bars.index).asi8.tobytes())
     digest.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
     return digest.hexdigest()
-
-
-def evaluate_policy(
-    policy: Policy,
-    bars: pd.DataFrame,
-    *,
-    start: pd.Timestamp | str | None = None,
-    end: pd.Timestamp | str | None = None,
-    limits: RiskLimits | None = None,
-    costs: Costs | None = None,
-    cash: float = 100_000.0,
-) -> dict[str, Any]:
-    """Run ``policy`` over ``[start, end)`` through the decision path; return figures.
-
-    Figures: those of :func:`tradinglib.metrics.performance_metrics`, plus ``trades``,
-    ``final_equity`` (USD), ``buy_and_hold_return`` over the same bars, ``actions``
-    (count by action) and ``rejections`` (count by risk reason).
-    """
-    sim = Simulation(bars, limits=limits, costs=costs, cash=cash, start=start, end=end)
-    obs = sim.reset()
-    times, equity = [sim.decision_times[0]], [sim.initial_cash]
-    actions: Counter[str] = Counter()
-    rejections: Counter[str] = Counter()
-    trades = 0
-    while not sim.done:
-        result = sim.step(policy.predict(obs))
-        obs = sim.observation()
-        actions[result.action.name] += 1
-        trades += result.fill is not None
-        if result.verdict is not None and not result.verdict.approved:
-            rejections[result.verdict.reason.value] += 1
-        times.append(result.mark_time)
-        equity.append(result.equity)
-    curve = pd.Series(equity, index=pd.DatetimeIndex(times))
-    closes = bars["close"].loc[curve.index]
-    return {
-        **performance_metrics(curve),
-        "trades": trades,
-        "final_equity": round(float(curve.iloc[-1]), 2),
-        "buy_and_hold_return": float(closes.iloc[-1] / closes.iloc[0] - 1.0),
-        "actions": dict(actions),
-        "rejections": dict(rejections),
-    }
-
-
-class _DeterministicModel:
-    """An SB3 model as a :class:`Policy` (deterministic, single-threaded use only)."""
-
-    def __init__(self, model: PPO) -> None:
-        self.model = model
-
-    def predict(self, obs: object) -> Action:
-        action, _ = self.model.predict(np.asarray(obs), deterministic=True)
-        return Action(int(action))
 
 
 class _ProgressBar(BaseCallback):
@@ -174,11 +119,11 @@ def train_model(
     out.parent.mkdir(parents=True, exist_ok=True)
     model.save(out)
 
-    policy = _DeterministicModel(model)
+    policy = LockedPolicy(model)
     metrics = {
-        "train": evaluate_policy(policy, bars, end=split, limits=limits, costs=costs, cash=cash),
-        "holdout": evaluate_policy(policy, bars, start=split, limits=limits, costs=costs,
-                                   cash=cash),
+        name: run_backtest(bars, policy, start=first, end=last, limits=limits, costs=costs,
+                           cash=cash).metrics
+        for name, first, last in (("train", None, split), ("holdout", split, None))
     }
     before, after = bars[bars.index < split], bars[bars.index >= split]
     card = ModelCard(

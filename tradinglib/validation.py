@@ -29,6 +29,9 @@ OBS_LOW: Final = -1000.0
 OBS_HIGH: Final = 1000.0
 """Largest valid feature value (inclusive)."""
 
+if OBS_LOW != -OBS_HIGH:  # pragma: no cover - _from_array's single |x| check relies on it
+    raise RuntimeError("the observation range must be symmetric around 0")
+
 if len(FEATURE_NAMES) != OBS_SIZE:  # pragma: no cover - guards edits of features.py
     raise RuntimeError(f"FEATURE_NAMES has {len(FEATURE_NAMES)} names, expected {OBS_SIZE}")
 
@@ -64,6 +67,24 @@ def validate_observation(obs: object) -> Observation:
     return _from_other(obs)
 
 
+def invalid_rows(batch: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Which rows of an ``(n, 26)`` numeric array :func:`validate_observation` rejects.
+
+    The batch form of the value checks (NaN, inf, out of range), vectorized; call
+    :func:`validate_observation` on a flagged row for the message.
+
+    Raises:
+        ObservationError: ``batch`` is not a 2-D real numeric array with 26 columns.
+    """
+    if not isinstance(batch, np.ndarray) or batch.ndim != 2 or batch.shape[1] != OBS_SIZE:
+        shape = getattr(batch, "shape", None)
+        raise ObservationError(f"expected a numpy array of shape (n, {OBS_SIZE}), got {shape}")
+    if batch.dtype.kind not in _NUMERIC_KINDS:
+        raise ObservationError(f"batch dtype {batch.dtype}: {_dtype_problem(batch.dtype.kind)}")
+    inside = (batch >= OBS_LOW) & (batch <= OBS_HIGH)  # False for NaN
+    return np.asarray(~inside.all(axis=1))
+
+
 def _from_sequence(obs: list[object] | tuple[object, ...]) -> Observation:
     if len(obs) != OBS_SIZE:
         raise ObservationError(f"{_EXPECTED}; got {len(obs)} values")
@@ -92,9 +113,11 @@ def _from_array(obs: npt.NDArray[Any]) -> Observation:
             f"{_EXPECTED}; got dtype {obs.dtype} ({_dtype_problem(kind)}), e.g. "
             f"{_name(0)} = {obs[0]!r}"
         )
-    lo = np.minimum.reduce(obs)
-    hi = np.maximum.reduce(obs)
-    if lo >= OBS_LOW and hi <= OBS_HIGH:  # False for NaN
+    if kind == "f":  # one |x| pass (the range is symmetric); False for NaN
+        inside = bool(np.maximum.reduce(np.abs(obs)) <= OBS_HIGH)
+    else:  # integers: abs() of the most negative value overflows, so check both ends
+        inside = bool(np.minimum.reduce(obs) >= OBS_LOW and np.maximum.reduce(obs) <= OBS_HIGH)
+    if inside:
         return np.array(obs, dtype=np.float32)
     _raise_bad_values(obs.tolist())
 
@@ -174,4 +197,4 @@ def _short_repr(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-__all__ = ["OBS_HIGH", "OBS_LOW", "OBS_SIZE", "validate_observation"]
+__all__ = ["OBS_HIGH", "OBS_LOW", "OBS_SIZE", "invalid_rows", "validate_observation"]

@@ -1,0 +1,264 @@
+"""Backtest a policy over bars through the one decision path.
+
+:func:`run_backtest` steps a :class:`~tradinglib.execution.Simulation`, exactly as the
+training env and a paper session do. For a policy that can answer a batch
+(:meth:`LockedPolicy.decide_batch <tradinglib.inference.LockedPolicy.decide_batch>`),
+it predicts the observations of the bars ahead in one call, under the assumption that
+the account does not trade before them; it then steps bar by bar through the
+decisions up to the first fill, and predicts again from there, since the account
+features change with a fill. Between orders it marks HOLD bars in bulk. The decisions
+are the ones the per-bar loop takes (``batched=False``); tests and the benchmark check it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from tradinglib.costs import Costs
+from tradinglib.execution import Simulation, StepResult
+from tradinglib.metrics import performance_metrics
+from tradinglib.risk import RiskLimits
+from tradinglib.types import Action, Policy
+
+FIRST_BATCH = 256
+MAX_BATCH = 8192
+
+
+class BatchPolicy(Policy, Protocol):
+    """A policy that also decides a batch of observations (LockedPolicy)."""
+
+    def decide_batch(self, batch: npt.NDArray[np.float32]) -> Any:
+        """An object with ``actions`` (one id per row) and ``fallbacks`` (row -> reason)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """What a backtest produced.
+
+    Attributes:
+        trades: one row per fill: time, side, quantity (shares, unsigned), price and
+            commission (USD), realized_pnl (USD, net of the commission).
+        equity: account equity in USD, indexed by bar time: the starting cash at the
+            first decision bar, then the mark at each following bar's close.
+        decisions: one row per decision bar: time, action, verdict (the risk reason,
+            empty for HOLD), fallback (why HOLD was used instead of the model, if so),
+            position (shares after the step).
+        risk_events: time, kind, detail of every risk event (e.g. daily loss reached).
+        metrics: figures of :func:`tradinglib.metrics.performance_metrics` plus trading
+            figures (see :func:`run_backtest`).
+    """
+
+    trades: pd.DataFrame
+    equity: pd.Series
+    decisions: pd.DataFrame
+    risk_events: pd.DataFrame
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, folder: str | Path) -> Path:
+        """Write trades.csv, equity.csv, decisions.csv, risk_events.csv and metrics.json."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        self.trades.to_csv(out / "trades.csv", index=False)
+        self.equity.rename("equity").to_csv(out / "equity.csv", index_label="time")
+        self.decisions.to_csv(out / "decisions.csv", index=False)
+        self.risk_events.to_csv(out / "risk_events.csv", index=False)
+        (out / "metrics.json").write_text(json.dumps(self.metrics, indent=2) + "\n")
+        return out
+
+
+class _Recorder:
+    """Per-decision arrays, filled as the simulation steps."""
+
+    def __init__(self, sim: Simulation) -> None:
+        n = len(sim)
+        self.sim = sim
+        self.actions = np.zeros(n, dtype=np.int8)
+        self.equity = np.empty(n, dtype=np.float64)
+        self.position = np.empty(n, dtype=np.int64)
+        self.verdicts: dict[int, str] = {}
+        self.fallbacks: dict[int, str] = {}
+        self.fills: list[dict[str, Any]] = []
+        self.closing: list[bool] = []  # per fill: did it reduce the position?
+
+    def hold(self, n: int) -> None:
+        i = self.sim.index
+        self.equity[i:i + n] = self.sim.hold(n)
+        self.position[i:i + n] = self.sim.portfolio.position
+
+    def step(self, action: Action) -> StepResult:
+        i, realized = self.sim.index, self.sim.portfolio.realized_pnl
+        before = self.sim.portfolio.position
+        result = self.sim.step(action)
+        self.actions[i] = action
+        self.equity[i] = result.equity
+        self.position[i] = self.sim.portfolio.position
+        if result.verdict is not None:
+            self.verdicts[i] = result.verdict.reason.value
+        if result.fill is not None:
+            f = result.fill
+            self.fills.append({
+                "time": f.time, "side": f.side, "quantity": abs(f.quantity), "price": f.price,
+                "commission": f.commission,
+                "realized_pnl": self.sim.portfolio.realized_pnl - realized,
+            })
+            self.closing.append(abs(self.sim.portfolio.position) < abs(before))
+        return result
+
+
+def run_backtest(
+    bars: pd.DataFrame,
+    policy: Policy,
+    *,
+    limits: RiskLimits | None = None,
+    costs: Costs | None = None,
+    cash: float = 100_000.0,
+    start: pd.Timestamp | str | None = None,
+    end: pd.Timestamp | str | None = None,
+    batched: bool | None = None,
+) -> BacktestResult:
+    """Run ``policy`` over the decision bars in ``[start, end)`` and measure the result.
+
+    Args:
+        bars: OHLCV bars from :func:`tradinglib.data.load_bars`; history before ``start``
+            warms the features up.
+        policy: anything with ``predict(obs) -> Action``; a LockedPolicy is used through
+            ``decide``/``decide_batch``, so a failed inference is a counted HOLD.
+        limits, costs, cash: risk limits, cost model and starting cash (USD).
+        batched: predict bars ahead in batches (default: when the policy has
+            ``decide_batch``); False forces the per-bar loop, the reference path.
+
+    Metrics: total_return, cagr, annual_volatility, sharpe, sortino, max_drawdown,
+    calmar (empyrical, annualized by bar frequency); bars, trades, win_rate (share of
+    position-reducing fills with positive realized P&L), exposure (share of bars ending
+    with a position), turnover (traded value / mean equity), commissions (USD),
+    final_equity (USD), buy_and_hold_return (the instrument's), rejections (count by
+    reason), hold_fallbacks.
+
+    Raises:
+        DataError: too few bars, or none in the range. InputError: bad limits or costs.
+    """
+    sim = Simulation(bars, limits=limits, costs=costs, cash=cash, start=start, end=end)
+    sim.reset()
+    rec = _Recorder(sim)
+    use_batches = hasattr(policy, "decide_batch") if batched is None else batched
+    if use_batches:
+        _run_batched(rec, policy)  # type: ignore[arg-type]
+    else:
+        _run_per_bar(rec, policy)
+    return _result(bars, sim, rec)
+
+
+def _run_per_bar(rec: _Recorder, policy: Policy) -> None:
+    """The reference loop: one observation, one decision, one step."""
+    decide = getattr(policy, "decide", None)
+    sim = rec.sim
+    while not sim.done:
+        obs = sim.observation()
+        if decide is not None:
+            decision = decide(obs)
+            if decision.is_fallback:
+                rec.fallbacks[sim.index] = decision.reason
+            action = decision.action
+        else:
+            action = policy.predict(obs)
+        rec.step(Action(action))
+
+
+def _run_batched(rec: _Recorder, policy: BatchPolicy) -> None:
+    """Predict ahead in batches, step through the decisions up to the first fill."""
+    sim, size = rec.sim, FIRST_BATCH
+    while not sim.done:
+        first = sim.index
+        answer = policy.decide_batch(sim.observations_ahead(size))
+        actions = np.asarray(answer.actions)
+        for row, reason in answer.fallbacks.items():
+            rec.fallbacks[first + row] = reason
+        done, traded = 0, False
+        for j in np.flatnonzero(actions != Action.HOLD):
+            if j > done:
+                rec.hold(int(j) - done)
+            traded = rec.step(Action(int(actions[j]))).fill is not None
+            done = int(j) + 1
+            if traded:
+                break
+        if not traded and done < len(actions):
+            rec.hold(len(actions) - done)
+        size = max(16, size // 2) if traded else min(MAX_BATCH, size * 2)
+        for row in [r for r in rec.fallbacks if r >= sim.index]:  # predicted again later
+            del rec.fallbacks[row]
+
+
+def _result(bars: pd.DataFrame, sim: Simulation, rec: _Recorder) -> BacktestResult:
+    times = sim.decision_times
+    mark_times = bars.index[bars.index.get_indexer(times) + 1]
+    equity = pd.Series(np.concatenate(([sim.initial_cash], rec.equity)),
+                       index=pd.DatetimeIndex([times[0], *mark_times], name="time"),
+                       name="equity")
+    n = len(times)
+    verdict = np.full(n, "", dtype=object)
+    verdict[list(rec.verdicts)] = list(rec.verdicts.values())
+    fallback = np.full(n, "", dtype=object)
+    fallback[list(rec.fallbacks)] = list(rec.fallbacks.values())
+    decisions = pd.DataFrame({
+        "time": times,
+        "action": pd.Categorical.from_codes(rec.actions,
+                                            categories=pd.Index([a.name for a in Action])),
+        "verdict": verdict,
+        "fallback": fallback,
+        "position": rec.position,
+    })
+    trades = pd.DataFrame(rec.fills, columns=["time", "side", "quantity", "price", "commission",
+                                              "realized_pnl"])
+    events = pd.DataFrame([(e.time, e.kind, e.detail) for e in sim.guard.events],
+                          columns=["time", "kind", "detail"])
+    closes = bars["close"].loc[equity.index]
+    closing = trades[np.array(rec.closing, dtype=bool)]
+    traded_value = float((trades["quantity"] * trades["price"]).sum())
+    metrics: dict[str, Any] = {
+        **performance_metrics(equity),
+        "bars": n,
+        "trades": len(trades),
+        "win_rate": _ratio(int((closing["realized_pnl"] > 0).sum()), len(closing)),
+        "exposure": float(np.count_nonzero(rec.position) / n),
+        "turnover": traded_value / float(equity.mean()),
+        "commissions": round(float(trades["commission"].sum()), 2),
+        "final_equity": round(float(equity.iloc[-1]), 2),
+        "buy_and_hold_return": float(closes.iloc[-1] / closes.iloc[0] - 1.0),
+        "rejections": dict(Counter(v for v in rec.verdicts.values() if v != "APPROVED")),
+        "hold_fallbacks": len(rec.fallbacks),
+    }
+    return BacktestResult(trades, equity, decisions, events, metrics)
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    """(figure, formatted value) pairs for a printed summary table."""
+    percent = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate",
+               "exposure", "buy_and_hold_return"}
+    rows = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            text = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+        elif value is None or (isinstance(value, float) and math.isnan(value)):
+            text = "n/a"
+        elif key in percent:
+            text = f"{value:+.2%}"
+        elif isinstance(value, float):
+            text = f"{value:,.2f}"
+        else:
+            text = f"{value:,}"
+        rows.append((key, text))
+    return rows
