@@ -47,6 +47,23 @@ class StepResult:
     equity: float
 
 
+def check_decision(
+    action: Action, portfolio: Portfolio, guard: RiskGuard, market: MarketState
+) -> tuple[OrderIntent | None, Verdict | None]:
+    """Start the trading day if new, turn ``action`` into an intent and submit it to
+    ``guard`` (which records the verdict). The part of the decision path before an
+    order reaches a broker, shared by simulations and live sessions.
+
+    ``market`` is the decision bar: its close and time (the time is also the clock).
+    Returns (None, None) for HOLD.
+    """
+    portfolio.start_day(market.time.date(), market.price)
+    intent = OrderIntent.from_action(action, guard.limits)
+    if intent is None:
+        return None, None
+    return intent, guard.submit(intent, portfolio, market, market.time)
+
+
 def execute_decision(
     action: Action,
     portfolio: Portfolio,
@@ -57,18 +74,11 @@ def execute_decision(
     fill_time: pd.Timestamp,
     fill_base_price: float,
 ) -> tuple[OrderIntent | None, Verdict | None, Fill | None]:
-    """Turn ``action`` into an intent, submit it to ``guard`` (which records the verdict),
-    and fill it into ``portfolio`` if approved.
-
-    ``market`` is the decision bar (its close and time; the time is also the clock);
-    the fill happens at ``fill_base_price`` plus slippage, at ``fill_time``.
+    """:func:`check_decision`, then fill an approved order into ``portfolio`` at
+    ``fill_base_price`` plus slippage, at ``fill_time``, with the ``costs`` commission.
     """
-    portfolio.start_day(market.time.date(), market.price)
-    intent = OrderIntent.from_action(action, guard.limits)
-    if intent is None:
-        return None, None, None
-    verdict = guard.submit(intent, portfolio, market, market.time)
-    if not verdict.approved:
+    intent, verdict = check_decision(action, portfolio, guard, market)
+    if intent is None or verdict is None or not verdict.approved:
         return intent, verdict, None
     price = costs.fill_price(1 if intent.quantity > 0 else -1, fill_base_price)
     fill = Fill(fill_time, intent.quantity, price, costs.commission(intent.quantity, price))
