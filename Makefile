@@ -48,5 +48,12 @@ unit: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
+## make lab: JupyterLab on 127.0.0.1 in the project root (it prints the URL with its token);
+## notebooks/ holds the parameterized notebooks, Run All works with their defaults. Ctrl-C stops it.
+## Jupyter refuses to run as root without --allow-root, which is added only for root.
+.PHONY: lab
+lab: $(VENV)/.installed
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR)$(if $(filter 0,$(shell id -u)), --allow-root)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -8,10 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tradinglib.data import bars_sha256
 from tradinglib.exceptions import InputError
 from tradinglib.features import FEATURE_NAMES, FEATURE_VERSION
 from tradinglib.modelcard import ModelCard, card_path, file_sha256
-from tradinglib.train import bars_sha256, split_time, train_model
+from tradinglib.train import split_time, train_model
 
 SMALL = {"n_steps": 128, "batch_size": 32, "n_epochs": 1}
 

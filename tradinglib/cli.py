@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from tradinglib.config import Settings, load_settings
 from tradinglib.exceptions import InputError, TradingLibError
+from tradinglib.paths import project_root, resolve
+
+if TYPE_CHECKING:
+    from tradinglib.runs import RunResult, Validator
 
 console = Console()
 
@@ -144,6 +150,308 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
     print(f"results: {folder}")
 
 
+# --------------------------------------------------------------------------- runs
+
+
+class _ConsoleProgress:
+    """Per-cell progress for ``tradinglib run``: one line per finished cell, plus a spinner
+    with the elapsed time of the running cell where the console is a terminal."""
+
+    def __init__(self, out: Console) -> None:
+        self._out = out
+        self._status: Any = None
+        self._label = ""
+
+    def run_started(self, run_id: str, notebook: Path) -> None:
+        self._out.print(f"run {run_id}: {notebook}", markup=False, highlight=False,
+                        soft_wrap=True)
+
+    def cell_started(self, number: int, total: int, label: str) -> None:
+        self._label = label
+        if self._out.is_terminal:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._status = Progress(SpinnerColumn(), TimeElapsedColumn(),
+                                    TextColumn("{task.description}", markup=False),
+                                    console=self._out, transient=True)
+            self._status.add_task(f"[{number}/{total}] {label}", total=None)
+            self._status.start()
+
+    def cell_finished(self, number: int, total: int, seconds: float, ok: bool) -> None:
+        self.close()
+        width = len(str(total))
+        mark = "ok" if ok else "FAILED"
+        self._out.print(f"  [{number:>{width}}/{total}] {seconds:7.1f}s {mark:6} {self._label}",
+                        markup=False, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        """Stop the spinner, if any."""
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+
+def _params_path(given: str | None, kind: str, root: Path) -> Path:
+    """``-f``: a path from the working directory, else from the project root; default
+    ``params/<kind>.yaml``."""
+    if given is None:
+        default = root / "params" / f"{kind}.yaml"
+        if not default.is_file():
+            raise InputError(f"no parameter file given (-f) and {default} does not exist")
+        return default
+    here = Path(given).expanduser()
+    if here.is_file() or here.is_absolute():
+        return here.resolve()
+    return resolve(given, root)
+
+
+def _validator(err: Console) -> Validator | None:
+    import importlib.util
+
+    from tradinglib import runs
+
+    if importlib.util.find_spec("tradinglib.params") is None:
+        err.print("warning: tradinglib.params is not installed; parameters are passed to "
+                  "the notebook unvalidated", markup=False, highlight=False, soft_wrap=True)
+        return None
+    return runs.validate_with_params
+
+
+def _metric_text(name: str, value: object) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float) and name.endswith(("return", "drawdown")):
+        return f"{value:+.2%}"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+_KEY_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
+
+
+def _key_metrics(results: dict[str, Any]) -> dict[str, object]:
+    """The key metrics of a run's results: top level first, then a ``metrics`` or
+    ``summary`` object."""
+    places = [results, *(results[k] for k in ("metrics", "summary")
+                         if isinstance(results.get(k), dict))]
+    found: dict[str, object] = {}
+    for name in _KEY_METRICS:
+        for place in places:
+            if name in place:
+                found[name] = place[name]
+                break
+    return found
+
+
+def _report_result(result: RunResult, err: Console) -> None:
+    """Print a finished run's outcome: a summary line (stdout), and the error (stderr)."""
+    from tradinglib.runs import HTML_FILE, KERNEL_LOG, NOTEBOOK_FILE
+
+    if result.ok:
+        metrics = ", ".join(f"{k} {_metric_text(k, v)}"
+                            for k, v in _key_metrics(result.results).items())
+        print(f"ok: {result.run_id} in {result.duration_s:.1f}s"
+              + (f" ({metrics})" if metrics else ""))
+        if (result.path / HTML_FILE).is_file():
+            print(f"report: {result.path / HTML_FILE}")
+        return
+    error = result.error
+    if error is None:
+        return
+    lines = [f"failed: {result.run_id} after {result.duration_s:.1f}s"]
+    if error.stage == "parameters":
+        lines.append(f"  bad parameters: {error.evalue}")
+    elif error.stage == "interrupted":
+        where = f" in cell {error.cell}" if error.cell else ""
+        lines.append(f"  {error.evalue}{where}")
+    elif error.stage == "html":
+        lines.append(f"  rendering {HTML_FILE} failed: {error.ename}: {error.evalue}")
+    else:
+        lines.append(f"  {error.summary()}")
+        lines.extend(f"    | {line}" for line in (error.source or "").splitlines())
+        lines.append(f"  details: {result.path / NOTEBOOK_FILE} and {KERNEL_LOG}")
+    sys.stdout.flush()
+    err.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    sys.stderr.flush()
+
+
+def _run_one(kind: str, params: dict[str, Any], *, label: str, params_file: Path | None,
+             overrides: dict[str, Any], timeout: int | None, root: Path,
+             validate: Validator | None, err: Console) -> RunResult:
+    from tradinglib import runs
+
+    progress = _ConsoleProgress(err)
+    try:
+        result = runs.run_notebook(
+            runs.notebook_for(kind, root), params, kind=kind, label=label,
+            runs_dir=runs.runs_folder(root), timeout=timeout, validate=validate,
+            progress=progress, params_file=params_file, overrides=overrides, root=root)
+    except runs.RunInterrupted as stop:
+        progress.close()
+        _report_result(stop.result, err)
+        print(stop.result.path)
+        raise
+    finally:
+        progress.close()
+    _report_result(result, err)
+    return result
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt("terminated by SIGTERM")
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """``tradinglib run``: SIGTERM (a scheduler stopping the job) is handled like Ctrl-C,
+    so the run is archived as interrupted before the command exits."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return _run_command(args)  # signal handlers belong to the main thread
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run_command(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    from tradinglib import runs
+
+    root = project_root()
+    err = Console(stderr=True)
+    file = _params_path(args.params_file, args.kind, root)
+    overrides = [(name, value) for name, value in args.param or []]
+    params = runs.load_params(file, overrides)
+    label = runs.validate_label(args.label or file.stem)
+    if args.kind == "report" and isinstance(params.get("run_dir"), str) \
+            and not resolve(params["run_dir"], root).is_dir():
+        params["run_dir"] = str(runs.find_run(runs.runs_folder(root), params["run_dir"]))
+    report_file: Path | None = None
+    report_params: dict[str, Any] = {}
+    if args.kind == "paper" and not args.no_report:  # read before the session, not after
+        if args.report_params or (root / "params" / "report.yaml").is_file():
+            report_file = _params_path(args.report_params, "report", root)
+        report_params = runs.load_params(report_file)
+    timeout = args.timeout or None
+    validate = _validator(err)
+    common: dict[str, Any] = {"timeout": timeout, "root": root, "validate": validate,
+                              "err": err}
+    result = _run_one(args.kind, params, label=label, params_file=file,
+                      overrides={n: runs.parse_value(v) for n, v in overrides}, **common)
+    if args.kind != "paper" or args.no_report:
+        print(result.path)
+        return result.exit_code
+    if not result.ok:
+        err.print("report skipped: the paper run failed", markup=False, highlight=False)
+        print(result.path)
+        return result.exit_code
+    print(f"paper run: {result.path}")
+    report_params["run_dir"] = str(result.path)
+    report = _run_one("report", report_params, label=label, params_file=report_file,
+                      overrides={"run_dir": str(result.path)}, **common)
+    print(report.path)
+    return report.exit_code
+
+
+def _cmd_runs_list(args: argparse.Namespace, settings: Settings) -> None:
+    from tradinglib.runs import list_runs, runs_folder
+
+    folder = runs_folder()
+    infos = list_runs(folder, kind=args.kind)
+    shown = infos[-args.last:] if args.last else infos
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=200)
+    if not infos:
+        print(f"no runs in {folder}" + (f" of kind {args.kind}" if args.kind else ""))
+        return
+    table = Table(title=f"runs in {folder}"
+                  + (f" (last {len(shown)} of {len(infos)}; --last 0 for all)"
+                     if len(shown) < len(infos) else ""))
+    for name in ("run", "kind", "label", "status", "duration"):
+        table.add_column(name, no_wrap=name == "run")
+    for name in _KEY_METRICS:
+        table.add_column(name, justify="right")
+    table.add_column("error")
+    for info in shown:
+        metrics = _key_metrics(info.results)
+        table.add_row(
+            info.run_id, info.kind, info.label, info.status,
+            "" if info.duration_s is None else f"{info.duration_s:.1f}s",
+            *(_metric_text(n, metrics[n]) if n in metrics else "" for n in _KEY_METRICS),
+            info.error or "")
+    out.print(table)
+
+
+def _result_lines(values: dict[str, Any], indent: int) -> list[str]:
+    """Results as ``name: value`` lines; objects nested one level deeper, long lists cut."""
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, dict) and value and indent < 6:
+            lines.append(f"{' ' * indent}{key}:")
+            lines.extend(_result_lines(value, indent + 2))
+            continue
+        text = json.dumps(value) if isinstance(value, (list, dict)) else _metric_text(key, value)
+        lines.append(f"{' ' * indent}{key}: {text if len(text) <= 100 else text[:97] + '...'}")
+    return lines
+
+
+def _cmd_runs_show(args: argparse.Namespace, settings: Settings) -> None:
+    from tradinglib.results import read_results
+    from tradinglib.runs import PARAMS_FILE, find_run, read_manifest, runs_folder, verify_run
+
+    folder = find_run(runs_folder(), args.run)
+    m = read_manifest(folder)
+    notebook = m.get("notebook") or {}
+    git = m.get("git")
+    lines = [
+        f"run:        {m.get('id')}",
+        f"folder:     {folder}",
+        f"kind:       {m.get('kind')}    label: {m.get('label')}",
+        f"status:     {m.get('status')}",
+        f"started:    {m.get('started')}    finished: {m.get('finished')}    "
+        f"duration: {m.get('duration_s')}s",
+        f"notebook:   {notebook.get('source')} (sha256 {str(notebook.get('sha256'))[:12]}, "
+        f"kernel {notebook.get('kernel')}, cell timeout {notebook.get('cell_timeout_s')}s)",
+        "git:        " + (f"{git.get('commit', '')[:12]}" + (" (dirty)" if git.get("dirty")
+                                                              else "") if git else "n/a"),
+        f"python:     {(m.get('python') or {}).get('version')}    "
+        + ", ".join(f"{k} {v}" for k, v in (m.get("packages") or {}).items() if v),
+    ]
+    for name, info in (m.get("artifacts") or {}).items():
+        if isinstance(info, dict):
+            what = info.get("path") or info.get("source")
+            sha = info.get("sha256")
+            lines.append(f"{name + ':':11} {what} " + (f"sha256 {sha}" if sha else
+                                                       f"({info.get('error')})"))
+        else:
+            lines.append(f"{name + ':':11} {info}")
+    error = m.get("error")
+    if isinstance(error, dict):
+        where = f"cell {error.get('cell')}: " if error.get("cell") else ""
+        lines.append(f"error:      [{error.get('stage')}] {where}{error.get('ename')}: "
+                     f"{error.get('evalue')}")
+        lines.extend(f"            | {line}"
+                     for line in str(error.get("source") or "").splitlines())
+    print("\n".join(lines))
+    params_text = (folder / PARAMS_FILE).read_text(encoding="utf-8") \
+        if (folder / PARAMS_FILE).is_file() else ""
+    print("\nparameters:")
+    print("\n".join(f"  {line}" for line in params_text.strip().splitlines()) or "  (none)")
+    results = read_results(folder)
+    print("\nresults:")
+    print("\n".join(_result_lines(results, indent=2)) or "  (none recorded)")
+    files = m.get("files") or {}
+    print(f"\nfiles ({len(files)} + manifest.json):")
+    for name, info in files.items():
+        print(f"  {info.get('bytes', 0):>10,}  {str(info.get('sha256'))[:12]}  {name}")
+    problems = verify_run(folder)
+    print("integrity:  " + ("every file matches its sha256" if not problems else
+                            f"{len(problems)} problem(s): " + "; ".join(problems)))
+
+
 def _add_train_args(p: argparse.ArgumentParser, *, data: str | None, steps: int,
                     out: str | None) -> None:
     p.add_argument("--data", default=data, required=data is None,
@@ -196,7 +504,48 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train on built-in GOOGL daily bars and evaluate")
     _add_train_args(demo, data="googl-daily", steps=20_000, out="models/demo-googl.zip")
     demo.set_defaults(func=_cmd_demo)
+    _add_run_parsers(sub)
     return parser
+
+
+def _add_run_parsers(sub: Any) -> None:
+    """The ``run`` and ``runs`` commands."""
+    from tradinglib.runs import DEFAULT_CELL_TIMEOUT_S, KINDS
+
+    run = sub.add_parser(
+        "run", help="execute a notebook with papermill and archive the run in runs/",
+        description="Execute notebooks/<KIND>.ipynb in a Jupyter kernel with the parameters "
+                    "of a YAML file and archive everything in runs/<UTC time>-<kind>-<label>/. "
+                    "The last line printed is the run folder. Exit status: 0 ok, 1 failed "
+                    "run, 2 bad input or parameters. 'run paper' runs the session and then "
+                    "the report notebook on it (last line: the report's run folder).")
+    run.add_argument("kind", choices=list(KINDS), help="which notebook to run")
+    run.add_argument("-f", "--params-file", metavar="FILE",
+                     help="YAML parameter file (default params/KIND.yaml); relative to the "
+                          "working directory, else to the project root")
+    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                     help="override one parameter; VALUE is read as YAML (5, 0.5, true, "
+                          "null, [a, b]); repeatable")
+    run.add_argument("--label", help="run label (default: the parameter file's name)")
+    run.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S, metavar="SECONDS",
+                     help=f"per-cell time limit (default {DEFAULT_CELL_TIMEOUT_S}; 0: none)")
+    run.add_argument("--no-report", action="store_true",
+                     help="paper: do not run the report notebook afterwards")
+    run.add_argument("--report-params", metavar="FILE",
+                     help="paper: parameters of the report run (default params/report.yaml "
+                          "where present); run_dir is set to the paper run")
+    run.set_defaults(func=_cmd_run)
+
+    runs = sub.add_parser("runs", help="list and show archived runs").add_subparsers(
+        dest="runs_command", required=True, metavar="ACTION")
+    listing = runs.add_parser("list", help="archived runs with status and key metrics")
+    listing.add_argument("--kind", choices=list(KINDS), help="only runs of this kind")
+    listing.add_argument("--last", type=int, default=20, metavar="N",
+                         help="the newest N runs (default 20; 0: all)")
+    listing.set_defaults(func=_cmd_runs_list)
+    show = runs.add_parser("show", help="manifest, parameters, results and files of a run")
+    show.add_argument("run", help="run id, unique id prefix, 'last', or a run folder path")
+    show.set_defaults(func=_cmd_runs_show)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,17 +553,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings()
-        args.func(args, settings)
+        code = args.func(args, settings)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TradingLibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if not hasattr(exc, "result"):  # an archived run has printed its folder last
+            print("interrupted", file=sys.stderr)
         return 130
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

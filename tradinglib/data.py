@@ -10,6 +10,7 @@ is wrong and how to fix it.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import os
 import re
@@ -30,6 +31,7 @@ __all__ = [
     "BAR_COLUMNS",
     "BUILTIN_SOURCES",
     "BarsInfo",
+    "bars_sha256",
     "describe_bars",
     "format_bars_info",
     "load_bars",
@@ -432,3 +434,10 @@ def format_bars_info(info: BarsInfo, source: str | os.PathLike[str], *, shown: i
     if len(info.gaps) > shown:
         lines.append(f"  ... and {len(info.gaps) - shown} more")
     return "\n".join(lines)
+
+
+def bars_sha256(bars: pd.DataFrame) -> str:
+    """sha256 of the bars' timestamps and values, independent of the file layout."""
+    digest = hashlib.sha256(pd.DatetimeIndex(bars.index).asi8.tobytes())
+    digest.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
+    return digest.hexdigest()

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
@@ -17,6 +15,7 @@ from tqdm import tqdm
 
 from tradinglib.backtest import run_backtest
 from tradinglib.costs import Costs
+from tradinglib.data import bars_sha256
 from tradinglib.env import TradingEnv
 from tradinglib.exceptions import InputError
 from tradinglib.features import FEATURE_NAMES, FEATURE_VERSION
@@ -45,13 +44,6 @@ def split_time(bars: pd.DataFrame, holdout_fraction: float) -> pd.Timestamp:
     if not 0.0 < holdout_fraction < 1.0:
         raise InputError(f"holdout fraction must be between 0 and 1, got {holdout_fraction}")
     return pd.Timestamp(bars.index[int(len(bars) * (1.0 - holdout_fraction))])
-
-
-def bars_sha256(bars: pd.DataFrame) -> str:
-    """sha256 of the bars' timestamps and values, independent of the file layout."""
-    digest = hashlib.sha256(pd.DatetimeIndex(bars.index).asi8.tobytes())
-    digest.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
-    return digest.hexdigest()
 
 
 class _ProgressBar(BaseCallback):

@@ -1,0 +1,599 @@
+"""A paper-trading session: every cycle the latest bar goes through the one decision path
+to a broker, and everything is journaled as it happens.
+
+Each cycle (DESIGN.md, "One decision path"):
+
+1. Bring the account up to date: book the broker's new fills into the session's
+   :class:`~tradinglib.portfolio.Portfolio`, let :meth:`RiskGuard.sync
+   <tradinglib.risk.RiskGuard.sync>` adopt the broker's account where ours drifted, and
+   mark the equity at the latest close.
+2. Build the observation at the latest bar t of :meth:`Broker.bars
+   <tradinglib.broker.base.Broker.bars>`: market features computed over every bar known
+   so far (they are causal, so row t equals the backtest's row t, computed from the
+   whole data set), account features from the portfolio, as
+   :class:`~tradinglib.execution.Simulation` builds them.
+3. ``policy.decide(obs)`` (HOLD, with the reason, when the model cannot answer), then
+   :func:`~tradinglib.execution.check_decision` with the bar's close and time; an
+   approved intent becomes a market order with ref ``f"{run_id}-{cycle}"``.
+4. Journal the decision, the order and the account; log one line.
+5. Wait for the next cycle (:meth:`Clock.advance <tradinglib.clock.Clock.advance>`).
+
+Replay with the simulated broker: cycle i is bar b_i; its order fills at b_(i+1)'s open
+(with the backtest's costs) and is booked, and the account marked at b_(i+1)'s close, at
+the start of cycle i+1, which is exactly the backtest's step. After the last cycle the
+clock moves one more bar to book the last order and mark the account; with
+``flatten_at_end`` a market order for -position goes out there and fills on the bar
+after. Those bars are reserved up front: when the data runs out, the session runs fewer
+cycles. So a session over decision bars b_0 .. b_(n-1) without flattening takes the same
+actions, fills and equity marks as ``run_backtest(bars, policy, start=b_0, end=b_n)``.
+The guard is shown nothing between orders (no :meth:`RiskGuard.observe
+<tradinglib.risk.RiskGuard.observe>`), as in the backtest, so its state matches too.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tradinglib.broker.base import Broker, BrokerFill, OrderRequest, OrderState
+from tradinglib.broker.sim import SimBroker
+from tradinglib.clock import Clock, ReplayClock
+from tradinglib.config import Settings
+from tradinglib.costs import Costs
+from tradinglib.data import BUILTIN_SOURCES, load_bars
+from tradinglib.exceptions import DataError, InputError
+from tradinglib.execution import check_decision
+from tradinglib.features import account_features, build_observation, market_features
+from tradinglib.inference import LockedPolicy
+from tradinglib.journal import DecisionRecord, Journal, observation_sha256, utc_text
+from tradinglib.logs import cycle_line, setup_logging, teardown_logging
+from tradinglib.metrics import performance_metrics
+from tradinglib.paths import resolve
+from tradinglib.portfolio import Portfolio
+from tradinglib.risk import MarketState, OrderIntent, RiskGuard, RiskLimits
+from tradinglib.types import Action, Observation
+
+JOURNAL_FILE = "journal.sqlite"
+"""The journal's file name inside the run folder."""
+
+BROKERS = ("sim",)
+"""Brokers a session can use: ``"sim"``, the in-process simulated broker (replay)."""
+
+log = logging.getLogger(__name__)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What a session runs: the model, the data, the broker, the pace and the limits.
+
+    Attributes:
+        model_path: the model zip (its card beside it); relative paths start at the
+            project root.
+        data: a built-in data set name (e.g. ``"googl-daily"``) or a bars file path.
+        symbol: the instrument traded.
+        broker: ``"sim"`` (in-process simulated broker over ``data``).
+        cycle_seconds: seconds per cycle (in replay, one cycle is one bar).
+        session_minutes: session length; cycles = session_minutes x 60 / cycle_seconds
+            (rounded down, at least 1).
+        trade_quantity: shares per order.
+        max_daily_loss, max_position_value: risk limits, USD.
+        replay: play historical bars (required by ``"sim"``).
+        speed: replay pace: one cycle per ``cycle_seconds / speed`` wall seconds; 0 is
+            as fast as possible.
+        start: first replay bar (the first at or after this date/time; naive times are
+            in the data's timezone); None starts at the model card's held-out range.
+        cash: starting cash, USD.
+        slippage_bps: slippage on every fill, basis points.
+        flatten_at_end: close the position with a market order after the last cycle.
+        run_id: prefix of order refs (``f"{run_id}-{cycle}"``) and the journal's run id;
+            None uses the output folder's name.
+
+    Raises:
+        InputError: a field of the wrong type or out of range; the message names it.
+    """
+
+    model_path: str | Path
+    data: str | Path = "googl-daily"
+    symbol: str = "GOOGL"
+    broker: str = "sim"
+    cycle_seconds: float = 30.0
+    session_minutes: float = 30.0
+    trade_quantity: int = 5
+    max_daily_loss: float = 500.0
+    max_position_value: float = 10_000.0
+    replay: bool = True
+    speed: float = 0.0
+    start: str | date | None = None
+    cash: float = 100_000.0
+    slippage_bps: float = 0.0
+    flatten_at_end: bool = True
+    run_id: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("model_path", "data"):
+            value = getattr(self, name)
+            if not isinstance(value, str | Path) or not str(value).strip():
+                raise InputError(f"SessionConfig.{name} must be a non-empty path or name, "
+                                 f"got {value!r}")
+        if not isinstance(self.symbol, str) or not self.symbol.strip():
+            raise InputError(f"SessionConfig.symbol must be a ticker such as 'GOOGL', "
+                             f"got {self.symbol!r}")
+        if self.broker not in BROKERS:
+            raise InputError(f"SessionConfig.broker must be one of {', '.join(BROKERS)}, "
+                             f"got {self.broker!r}")
+        for name, minimum, unit in (
+                ("cycle_seconds", None, "seconds"), ("session_minutes", None, "minutes"),
+                ("max_daily_loss", None, "USD"), ("max_position_value", None, "USD"),
+                ("cash", None, "USD"), ("speed", 0, "cycles per cycle_seconds"),
+                ("slippage_bps", 0, "basis points")):
+            value = getattr(self, name)
+            if not _is_number(value) or (value < 0 if minimum == 0 else value <= 0):
+                bound = ">= 0" if minimum == 0 else "> 0"
+                raise InputError(f"SessionConfig.{name} must be a finite number {bound} "
+                                 f"({unit}), got {value!r}")
+        if isinstance(self.trade_quantity, bool) or not isinstance(self.trade_quantity, int) \
+                or self.trade_quantity <= 0:
+            raise InputError(f"SessionConfig.trade_quantity must be an integer > 0 (shares), "
+                             f"got {self.trade_quantity!r}")
+        for name in ("replay", "flatten_at_end"):
+            if not isinstance(getattr(self, name), bool):
+                raise InputError(f"SessionConfig.{name} must be True or False, "
+                                 f"got {getattr(self, name)!r}")
+        if self.broker == "sim" and not self.replay:
+            raise InputError("SessionConfig.replay must be True with broker='sim': the "
+                             "simulated broker replays historical bars")
+        if self.cycles < 1:
+            raise InputError(
+                f"SessionConfig.session_minutes={self.session_minutes} is shorter than one "
+                f"cycle of {self.cycle_seconds} s; make it at least {self.cycle_seconds / 60:g}")
+        if self.start is not None:
+            _parse_start(self.start)
+        if self.run_id is not None and (not isinstance(self.run_id, str) or not self.run_id
+                                        or any(c.isspace() for c in self.run_id)):
+            raise InputError(f"SessionConfig.run_id must be a non-empty string without "
+                             f"spaces (or None for the output folder's name), "
+                             f"got {self.run_id!r}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **params: Any) -> SessionConfig:
+        """A config from :class:`~tradinglib.config.Settings` (the seed's environment
+        variables: cycle, session length, quantity, limits), overridden by ``params``
+        (e.g. notebook parameters), which must include ``model_path``.
+
+        Raises:
+            InputError: a name that is not a field (with the closest valid name), or a
+                value :class:`SessionConfig` rejects.
+        """
+        valid = [f.name for f in fields(cls)]
+        for name in params:
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise InputError(f"unknown session parameter {name!r}{hint}; valid names: "
+                                 f"{', '.join(valid)}")
+        values: dict[str, Any] = {
+            "cycle_seconds": settings.trading_cycle_seconds,
+            "session_minutes": settings.trading_session_minutes,
+            "trade_quantity": settings.trade_quantity,
+            "max_daily_loss": settings.max_daily_loss,
+            "max_position_value": settings.max_position_value,
+            **params,
+        }
+        if "model_path" not in values:
+            raise InputError("SessionConfig.model_path is required: the model zip to trade")
+        return cls(**values)
+
+    @property
+    def cycles(self) -> int:
+        """Planned cycles: ``session_minutes * 60 / cycle_seconds``, rounded down."""
+        return int(self.session_minutes * 60 / self.cycle_seconds + 1e-9)
+
+    def risk_limits(self) -> RiskLimits:
+        """The :class:`~tradinglib.risk.RiskLimits` of this session (other limits default)."""
+        return RiskLimits(max_daily_loss=self.max_daily_loss,
+                          max_position_value=self.max_position_value,
+                          trade_quantity=self.trade_quantity)
+
+    def costs(self) -> Costs:
+        """The :class:`~tradinglib.costs.Costs` of this session (the backtest's defaults
+        with this slippage)."""
+        return Costs(slippage_bps=self.slippage_bps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready dict (paths and dates as text)."""
+        return {k: v if v is None or isinstance(v, bool | int | float) else str(v)
+                for k, v in asdict(self).items()}
+
+
+def _parse_start(value: object) -> pd.Timestamp:
+    """``value`` as a Timestamp, or InputError naming SessionConfig.start."""
+    if not isinstance(value, str | date):
+        raise InputError(f"SessionConfig.start must be a date/time such as '2017-01-03' "
+                         f"(or None for the model's held-out start), got {value!r}")
+    try:
+        return pd.Timestamp(value)
+    except ValueError as exc:
+        raise InputError(f"SessionConfig.start {value!r} is not a date/time, e.g. "
+                         f"'2017-01-03' or '2017-01-03 09:30': {exc}") from None
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """What a session did.
+
+    Attributes:
+        run_id: the run id (order refs are ``f"{run_id}-{cycle}"``).
+        equity: account equity in USD, indexed by bar time: at the first decision bar,
+            then marked at the close of every later bar the session saw (the bar after
+            the last decision, and the flattening bar).
+        trades: one row per fill, as :class:`~tradinglib.backtest.BacktestResult`:
+            time, side, quantity (unsigned), price, commission, realized_pnl (USD).
+        decisions: one row per cycle, as the backtest's: time (the bar), action,
+            verdict (risk reason code, "" for HOLD), fallback, position (shares after
+            the decision's order filled).
+        risk_events: time, kind, detail of every risk event.
+        metrics: the backtest's figures (see :func:`~tradinglib.backtest.run_backtest`)
+            over this session's equity, trades and decisions.
+        journal_path: the session's SQLite journal.
+        first_bar, last_bar: times of the first and last decision bar.
+        final_position: shares held at the end.
+    """
+
+    run_id: str
+    equity: pd.Series
+    trades: pd.DataFrame
+    decisions: pd.DataFrame
+    risk_events: pd.DataFrame
+    metrics: dict[str, Any]
+    journal_path: Path
+    first_bar: pd.Timestamp
+    last_bar: pd.Timestamp
+    final_position: int
+
+    def summary(self) -> dict[str, Any]:
+        """Headline figures, JSON-ready: run id, cycles, bar range, trades, final equity
+        and return, final position, rejections, fallbacks, journal path."""
+        m = self.metrics
+        return {
+            "run_id": self.run_id,
+            "cycles": len(self.decisions),
+            "first_bar": self.first_bar.isoformat(),
+            "last_bar": self.last_bar.isoformat(),
+            "trades": m["trades"],
+            "final_equity": m["final_equity"],
+            "total_return": m["total_return"],
+            "final_position": self.final_position,
+            "rejections": m["rejections"],
+            "hold_fallbacks": m["hold_fallbacks"],
+            "journal": str(self.journal_path),
+        }
+
+
+def run_session(config: SessionConfig, output_dir: str | Path) -> SessionResult:
+    """Run a paper session as ``config`` says; journal and log into ``output_dir``.
+
+    Writes ``output_dir``/journal.sqlite (see :mod:`tradinglib.journal`) and
+    session.log.jsonl (see :mod:`tradinglib.logs`) and prints one line per cycle. On any
+    error, or an interrupt, the journal's ``status`` says ``failed: ...`` and the error
+    is raised again; the journal keeps every cycle completed before it.
+
+    Raises:
+        ModelError: the model or its card is missing or does not match.
+        DataError: the data cannot be read, or has too few bars from ``start``.
+        InputError: no held-out range in the model card and no ``start``.
+        JournalError: ``output_dir`` holds a journal already.
+    """
+    out = Path(output_dir)
+    run_id = config.run_id or out.name
+    out.mkdir(parents=True, exist_ok=True)
+    setup_logging(out)
+    try:
+        with Journal(out / JOURNAL_FILE) as journal:
+            journal.set_meta("run_id", run_id)
+            journal.set_meta("config", config.to_dict())
+            journal.set_meta("started", utc_text(pd.Timestamp.now(tz="UTC")))
+            journal.set_meta("status", "running")
+            try:
+                result = _run(config, run_id, journal)
+            except BaseException as exc:
+                journal.set_meta("status", f"failed: {type(exc).__name__}: {exc}")
+                journal.set_meta("finished", utc_text(pd.Timestamp.now(tz="UTC")))
+                log.error("session %s failed: %s: %s", run_id, type(exc).__name__, exc)
+                raise
+            journal.set_meta("status", "completed")
+            journal.set_meta("finished", utc_text(pd.Timestamp.now(tz="UTC")))
+            journal.set_meta("summary", result.summary())
+            return result
+    finally:
+        teardown_logging()
+
+
+def _run(config: SessionConfig, run_id: str, journal: Journal) -> SessionResult:
+    """Load the model and data, connect the broker, run the cycles."""
+    model_path = resolve(config.model_path)
+    policy = LockedPolicy.load(model_path)
+    source = str(config.data) if str(config.data) in BUILTIN_SOURCES else resolve(config.data)
+    bars = load_bars(source)
+    times, cycles = _replay_times(config, policy, bars)
+    journal.set_meta("model", {"path": str(model_path), "sha256": policy.sha256,
+                               "backend": policy.backend})
+    journal.set_meta("data", {"source": str(source), "first_bar": utc_text(times[0]),
+                              "cycles": cycles})
+    clock = ReplayClock(times, cycle_seconds=config.cycle_seconds, speed=config.speed)
+    broker = SimBroker(bars, clock, costs=config.costs(), cash=config.cash,
+                       symbol=config.symbol)
+    log.info("session %s: %d cycles of %s from %s, model %s (sha256 %s), %s broker, speed %g",
+             run_id, cycles, config.symbol, times[0], model_path.name, policy.sha256[:12],
+             config.broker, config.speed)
+    broker.connect()
+    try:
+        return _Session(config, run_id, policy, broker, clock, journal).run(cycles)
+    finally:
+        broker.close()
+
+
+def _replay_times(config: SessionConfig, policy: LockedPolicy, bars: pd.DataFrame
+                  ) -> tuple[pd.DatetimeIndex, int]:
+    """The bar times the replay clock plays, and the number of decision cycles.
+
+    After the last decision bar come one bar to fill and mark its order and, with
+    ``flatten_at_end``, one to fill the flattening order; cycles are cut to fit.
+    """
+    index = pd.DatetimeIndex(bars.index)
+    if config.start is not None:
+        start = _parse_start(config.start)
+    elif policy.card is not None and policy.card.holdout_data is not None:
+        start = pd.Timestamp(policy.card.holdout_data.start)
+    else:
+        raise InputError("the model card has no held-out range to replay; set "
+                         "SessionConfig.start, e.g. '2017-01-03'")
+    start = start.tz_localize(index.tz) if start.tzinfo is None else start.tz_convert(index.tz)
+    first = int(index.searchsorted(start, side="left"))
+    earliest = market_features(bars).index[0]
+    if first == len(index):
+        raise DataError(f"replay start {start} is after the last bar ({index[-1]}); "
+                        "choose an earlier start")
+    if index[first] < earliest:
+        raise DataError(f"replay start {index[first]} lacks history: the features need "
+                        f"bars before it; start at {earliest} or later")
+    reserve = 1 + int(config.flatten_at_end)
+    cycles = min(config.cycles, len(index) - first - reserve)
+    if cycles < 1:
+        raise DataError(f"only {len(index) - first} bar(s) from {index[first]}; a session "
+                        f"needs {reserve + 1} (a decision, its fill"
+                        f"{', the flattening fill' if config.flatten_at_end else ''})")
+    if cycles < config.cycles:
+        log.warning("the data ends at %s: %d cycles instead of %d", index[-1], cycles,
+                    config.cycles)
+    return index[first:first + cycles + reserve], cycles
+
+
+@dataclass(slots=True)
+class _Mark:
+    """The account marked at a bar's close."""
+
+    time: pd.Timestamp
+    close: float
+    equity: float
+
+
+class _Session:
+    """The cycle loop's state: portfolio, guard, what happened so far."""
+
+    def __init__(self, config: SessionConfig, run_id: str, policy: LockedPolicy,
+                 broker: Broker, clock: Clock, journal: Journal) -> None:
+        self.config, self.run_id = config, run_id
+        self.policy, self.broker, self.clock, self.journal = policy, broker, clock, journal
+        self.limits = config.risk_limits()
+        self.guard = RiskGuard(self.limits, config.costs())
+        account = broker.account()
+        self.portfolio = Portfolio(cash=account.cash, position=account.position,
+                                   avg_cost=account.avg_cost or 0.0)
+        self.orders: dict[str, tuple[OrderRequest, OrderState]] = {}
+        self.filled: Counter[str] = Counter()
+        self.fills_seen = 0
+        self.events_seen = 0
+        self.marks: list[_Mark] = []
+        self.times: list[pd.Timestamp] = []
+        self.actions: list[Action] = []
+        self.verdicts: list[str] = []
+        self.fallbacks: list[str] = []
+        self.positions: list[int] = []  # after each decision's order filled
+        self.trades: list[dict[str, Any]] = []
+        self.closing: list[bool] = []  # per fill: did it reduce the position?
+
+    def run(self, cycles: int) -> SessionResult:
+        """``cycles`` cycles, then book the last order, flatten if asked; the result."""
+        for cycle in range(cycles):
+            if cycle and not self.clock.advance():
+                break
+            self._cycle(cycle, cycles)
+        if self.clock.advance():
+            self._update()
+        if self.config.flatten_at_end and self.portfolio.position:
+            self._flatten()
+        return self._result()
+
+    # -- steps --------------------------------------------------------------------------
+
+    def _update(self) -> pd.DataFrame:
+        """Book new fills, sync with the broker, mark and journal the account; return the
+        bars known now."""
+        now = self.clock.now()
+        for fill in self.broker.fills_since(self.fills_seen):
+            self._book(fill, now)
+        self.guard.sync(self.broker.account(), self.portfolio, now)
+        self._journal_events()
+        bars = self.broker.bars(self.config.symbol)
+        t, close = pd.Timestamp(bars.index[-1]), float(bars["close"].iloc[-1])
+        p = self.portfolio
+        if len(self.positions) < len(self.actions):
+            self.positions.append(p.position)
+        self.marks.append(_Mark(t, close, p.equity(close)))
+        self.journal.account(t, cash=p.cash, position=p.position, equity=p.equity(close),
+                             day_pnl=p.day_pnl(close) if p.day == t.date() else 0.0)
+        return bars
+
+    def _cycle(self, cycle: int, cycles: int) -> None:
+        """One decision: observe, decide, check, send, journal, log."""
+        bars = self._update()
+        t, close = pd.Timestamp(bars.index[-1]), float(bars["close"].iloc[-1])
+        obs = self._observation(bars, t, close)
+        decision = self.policy.decide(obs)
+        intent, verdict = check_decision(decision.action, self.portfolio, self.guard,
+                                         MarketState(close, t))
+        self._journal_events()
+        fallback = decision.reason if decision.is_fallback else ""
+        code = verdict.reason.value if verdict is not None else ""
+        self.times.append(t)
+        self.actions.append(decision.action)
+        self.verdicts.append(code)
+        self.fallbacks.append(fallback)
+        now = self.clock.now()
+        self.journal.decision(DecisionRecord(
+            cycle=cycle, time=now, bar_time=t, obs_sha256=observation_sha256(obs),
+            action=decision.action.name, verdict=code,
+            reason=verdict.detail if verdict is not None else "",
+            latency_ms=decision.latency * 1000.0, fallback=fallback))
+        state = None
+        if intent is not None and verdict is not None and verdict.approved:
+            state = self._send(OrderRequest(f"{self.run_id}-{cycle}", self.config.symbol,
+                                            intent.quantity), now)
+        p = self.portfolio
+        log.info(cycle_line(cycle, cycles, t, decision.action.name, self.limits.trade_quantity,
+                            close, code, p.position, p.equity(close), fallback),
+                 extra={"cycle": cycle, "bar_time": t.isoformat(),
+                        "action": decision.action.name, "verdict": code,
+                        "fallback": fallback, "latency_ms": decision.latency * 1000.0,
+                        "position": p.position, "equity": p.equity(close),
+                        "order": state.status if state is not None else None})
+
+    def _observation(self, bars: pd.DataFrame, t: pd.Timestamp, close: float) -> Observation:
+        """The 26 floats at bar ``t``, built as :class:`Simulation` builds them."""
+        features = market_features(bars)
+        if features.index[-1] != t:
+            raise DataError(f"no market features at {t}: the bars before it are too few")
+        p = self.portfolio
+        account = account_features(
+            position=p.position, price=close, avg_cost=p.avg_cost,
+            day_realized_pnl=p.day_realized_pnl if p.day == t.date() else 0.0,
+            cash=p.cash, max_position_value=self.limits.max_position_value,
+            max_daily_loss=self.limits.max_daily_loss)
+        return build_observation(features.iloc[-1].to_numpy(), account)
+
+    def _send(self, request: OrderRequest, now: datetime) -> OrderState:
+        """Place ``request``, journal its state, warn if the broker rejected it."""
+        state = self.broker.place_order(request)
+        self.orders[request.ref] = (request, state)
+        self.journal.order(now, request, state)
+        if state.status == "rejected":
+            log.warning("order %s (%+d) rejected by the broker: %s", request.ref,
+                        request.quantity, state.detail)
+        return state
+
+    def _book(self, fill: BrokerFill, now: datetime) -> None:
+        """Apply ``fill`` to the portfolio; record and journal it (and a completed order)."""
+        p, f = self.portfolio, fill.fill
+        before, realized = p.position, p.realized_pnl
+        p.apply(f)
+        self.fills_seen += 1
+        self.trades.append({"time": f.time, "side": f.side, "quantity": abs(f.quantity),
+                            "price": f.price, "commission": f.commission,
+                            "realized_pnl": p.realized_pnl - realized})
+        self.closing.append(abs(p.position) < abs(before))
+        self.journal.fill(fill)
+        self.filled[fill.ref] += abs(f.quantity)
+        known = self.orders.get(fill.ref)
+        if known is not None and self.filled[fill.ref] >= abs(known[0].quantity):
+            request, state = known
+            done = replace(state, status="filled", filled=self.filled[fill.ref])
+            self.orders[fill.ref] = (request, done)
+            self.journal.order(now, request, done)
+
+    def _flatten(self) -> None:
+        """Close the position with a market order through the guard; book its fill."""
+        bars = self.broker.bars(self.config.symbol)
+        t, close = pd.Timestamp(bars.index[-1]), float(bars["close"].iloc[-1])
+        now, position = self.clock.now(), self.portfolio.position
+        request = OrderRequest(f"{self.run_id}-flatten", self.config.symbol, -position)
+        verdict = self.guard.submit(OrderIntent(-position), self.portfolio,
+                                    MarketState(close, t), t)
+        self._journal_events()
+        if not verdict.approved:
+            detail = f"risk guard: {verdict.reason.value}: {verdict.detail}"
+            self.journal.order(now, request, OrderState(request.ref, "", "rejected",
+                                                        detail=detail))
+            log.warning("flattening %+d not sent: %s", -position, detail)
+            return
+        log.info("flattening: %+d %s at market", -position, self.config.symbol)
+        self._send(request, now)
+        if self.clock.advance():
+            self._update()
+        if self.portfolio.position:
+            log.warning("flattening order not filled by the end: position %d remains",
+                        self.portfolio.position)
+
+    def _journal_events(self) -> None:
+        """Journal the guard's events not journaled yet."""
+        for event in self.guard.events[self.events_seen:]:
+            self.journal.risk_event(event)
+        self.events_seen = len(self.guard.events)
+
+    # -- result -------------------------------------------------------------------------
+
+    def _result(self) -> SessionResult:
+        marks = self.marks
+        equity = pd.Series([m.equity for m in marks],
+                           index=pd.DatetimeIndex([m.time for m in marks], name="time"),
+                           name="equity")
+        n = len(self.actions)
+        # a decision whose order had no later bar to fill on keeps the final position
+        positions = self.positions + [self.portfolio.position] * (n - len(self.positions))
+        decisions = pd.DataFrame({
+            "time": pd.DatetimeIndex(self.times),
+            "action": pd.Categorical.from_codes(np.array(self.actions, dtype=np.int8),
+                                                categories=pd.Index([a.name for a in Action])),
+            "verdict": np.array(self.verdicts, dtype=object),
+            "fallback": np.array(self.fallbacks, dtype=object),
+            "position": np.array(positions, dtype=np.int64),
+        })
+        trades = pd.DataFrame(self.trades, columns=["time", "side", "quantity", "price",
+                                                    "commission", "realized_pnl"])
+        events = pd.DataFrame([(e.time, e.kind, e.detail) for e in self.guard.events],
+                              columns=["time", "kind", "detail"])
+        closing = trades[np.array(self.closing, dtype=bool)]
+        traded_value = float((trades["quantity"] * trades["price"]).sum())
+        metrics: dict[str, Any] = {
+            **performance_metrics(equity),
+            "bars": n,
+            "trades": len(trades),
+            "win_rate": (int((closing["realized_pnl"] > 0).sum()) / len(closing)
+                         if len(closing) else None),
+            "exposure": float(np.count_nonzero(decisions["position"]) / n),
+            "turnover": traded_value / float(equity.mean()),
+            "commissions": round(float(trades["commission"].sum()), 2),
+            "final_equity": round(float(equity.iloc[-1]), 2),
+            "buy_and_hold_return": marks[-1].close / marks[0].close - 1.0,
+            "rejections": dict(Counter(v for v in self.verdicts if v not in ("", "APPROVED"))),
+            "hold_fallbacks": sum(1 for f in self.fallbacks if f),
+        }
+        log.info("session %s done: %d cycles, %d fills, final equity %s (%+.2f%%), "
+                 "position %d", self.run_id, n, len(trades), f"{equity.iloc[-1]:,.2f}",
+                 100 * metrics["total_return"], self.portfolio.position)
+        return SessionResult(self.run_id, equity, trades, decisions, events, metrics,
+                             self.journal.path, self.times[0], self.times[-1],
+                             self.portfolio.position)
