@@ -6,8 +6,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 TORCH_PIP_ARGS ?=
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_MODEL := models/demo-googl.zip
-DEMO_STEPS ?= 20000
 
 .PHONY: demo test lint typecheck unit install dev clean
 
@@ -31,9 +29,10 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
-## make demo: train a small PPO agent on built-in GOOGL daily bars and evaluate it on the held-out range
+## make demo: train (or reuse) a small PPO agent on built-in GOOGL daily bars, backtest it,
+## replay a paper session and render the HTML report, all through papermill (runs/)
 demo: $(VENV)/.installed
-	$(BIN)/tradinglib demo --steps $(DEMO_STEPS) --out $(DEMO_MODEL)
+	$(BIN)/tradinglib demo
 
 ## make test: lint, type-check and run the whole test suite (exit 5, "no tests ran", is a failure)
 test: $(VENV)/.installed-dev lint typecheck unit

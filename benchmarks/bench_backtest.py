@@ -34,8 +34,9 @@ What is measured:
    alternate (baseline, ours, baseline, ours, ... ``--rounds`` times) after one untimed
    warm-up of each, and the median of each is reported, so machine noise hits both. The
    headline is ours / baseline (target: at least 50x). A cheap breakdown times the
-   ``Simulation`` set-up (market features and per-bar arrays) and ``market_features``
-   on their own.
+   ``Simulation`` set-up (market features and per-bar arrays), ``market_features`` and
+   ``performance_metrics`` of the result's equity on their own (best of 3 each); the
+   rest of the median is the decision loop and the result tables.
 2. Equality: the per-bar reference path ``run_backtest(subset, policy, batched=False)``
    and the batched path on the same first ``--check-bars`` bars must give identical
    decisions (action, verdict, fallback, position), trades, equity and risk events
@@ -57,9 +58,10 @@ How to read it: absolute times drift on a shared machine; the ratio within one r
 figure to compare. The batched path predicts bars ahead in one call and re-predicts after
 every fill (the account features change), so its speed depends on how often the model
 trades: the action mix and fill count are printed next to it. The header prints numpy's
-BLAS and its thread settings: with more than one BLAS thread on a busy machine, each
-batched forward pass of over ~100 rows can wait milliseconds for a BLAS thread; compare a
-run under ``OPENBLAS_NUM_THREADS=1``.
+BLAS and its thread settings. A matrix product on several OpenBLAS threads waits
+milliseconds for a busy core, so the numpy forward pass splits its products into row
+blocks small enough for OpenBLAS to keep each on one thread: the setting should not
+change our figure (compare a run under ``OPENBLAS_NUM_THREADS=1``).
 
 Exit code: 0 whatever the ratio or memory figure (this is a measurement); 1 if the
 batched and per-bar paths disagree (or the memory child fails); 2 if the data or the
@@ -99,6 +101,7 @@ from tradinglib.exceptions import DataError, ModelError
 from tradinglib.execution import Simulation
 from tradinglib.features import market_features
 from tradinglib.inference import LockedPolicy
+from tradinglib.metrics import performance_metrics
 
 SOURCE_BARS = "eurusd-hourly"
 SOURCE_MODEL = "googl-daily"
@@ -277,18 +280,33 @@ def measure_throughput(baseline: Baseline, bars: pd.DataFrame, policy: LockedPol
     return base_s, ours_s, result
 
 
-def setup_seconds(bars: pd.DataFrame) -> tuple[float, float]:
-    """Seconds of ``Simulation(bars)`` alone and of its ``market_features(bars)`` part."""
-    started = time.perf_counter()
-    market_features(bars)
-    features = time.perf_counter() - started
-    started = time.perf_counter()
-    Simulation(bars)
-    return time.perf_counter() - started, features
+@dataclass
+class Breakdown:
+    """Seconds of parts of one backtest, each timed on its own (best of 3)."""
+
+    setup: float  # Simulation(bars): market features and per-bar arrays
+    features: float  # market_features(bars), part of the set-up
+    metrics: float  # performance_metrics(equity), part of the result tables
+
+
+def breakdown_seconds(bars: pd.DataFrame, result: BacktestResult) -> Breakdown:
+    """Time the set-up, its market features and the metrics apart from the rest."""
+
+    def best(call: Any) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    return Breakdown(setup=best(lambda: Simulation(bars)),
+                     features=best(lambda: market_features(bars)),
+                     metrics=best(lambda: performance_metrics(result.equity)))
 
 
 def print_throughput(baseline: Baseline, base_s: list[float], ours_s: list[float],
-                     result: BacktestResult, setup_s: tuple[float, float]) -> None:
+                     result: BacktestResult, parts: Breakdown) -> None:
     base_rate = baseline.bars / statistics.median(base_s)
     n = len(result.decisions)
     ours_rate = n / statistics.median(ours_s)
@@ -311,9 +329,11 @@ def print_throughput(baseline: Baseline, base_s: list[float], ours_s: list[float
     print(f"   ours: {mix}; trades (fills) {m['trades']:,} ({1000 * m['trades'] / n:.0f} per "
           f"1000 bars), rejected orders {rejected:,} {m['rejections'] or ''}, "
           f"HOLD fallbacks {m['hold_fallbacks']}")
-    print(f"   ours, breakdown: of {statistics.median(ours_s):.2f}s, Simulation set-up "
-          f"{setup_s[0]:.2f}s (market_features {setup_s[1]:.2f}s, the rest per-bar arrays); "
-          "then the decision loop and the result tables")
+    median = statistics.median(ours_s)
+    rest = median - parts.setup - parts.metrics
+    print(f"   ours, breakdown: of {median:.3f}s, Simulation set-up {parts.setup:.3f}s "
+          f"(market_features {parts.features:.3f}s), performance_metrics {parts.metrics:.3f}s, "
+          f"the rest (decision loop, result tables) {rest:.3f}s")
     verdict = "PASS" if ratio >= TARGET_RATIO else "FAIL"
     print(f"   ratio ours / baseline = {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x): {verdict}")
     print(f"   (against the issue's quoted {ISSUE_BASELINE:,.0f} bars/s for the baseline: "
@@ -510,12 +530,12 @@ def run(args: argparse.Namespace, model_path: Path) -> int:
     print(f"measuring throughput: baseline {args.baseline_bars:,} bars vs ours "
           f"{args.bars:,} bars, alternating, {args.rounds} rounds...", flush=True)
     base_s, ours_s, result = measure_throughput(baseline, bars, policy, args.rounds)
-    setup_s = setup_seconds(bars)
+    parts = breakdown_seconds(bars, result)
     print("comparing paths and measuring memory (child process)...", flush=True)
     equality = compare_paths(bars.iloc[:args.check_bars], policy)
     figures = measure_memory(model_path, args.bars)
 
-    print_throughput(baseline, base_s, ours_s, result, setup_s)
+    print_throughput(baseline, base_s, ours_s, result, parts)
     print_equality(equality)
     if figures is not None:
         print_memory(figures, args.bars)

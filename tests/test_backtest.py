@@ -14,6 +14,8 @@ import pytest
 
 from tradinglib.backtest import BacktestResult, run_backtest
 from tradinglib.costs import Costs
+from tradinglib.execution import Simulation, _local_days
+from tradinglib.features import _rolling_mean_std, account_features_ahead
 from tradinglib.inference import BatchDecision, LockedPolicy
 from tradinglib.modelcard import ModelCard
 from tradinglib.risk import RiskLimits
@@ -164,3 +166,134 @@ def test_save_writes_the_tables(googl: pd.DataFrame, tmp_path: Path) -> None:
     equity = pd.read_csv(folder / "equity.csv", index_col="time")
     assert equity["equity"].tolist() == pytest.approx(result.equity.tolist())
     assert len(pd.read_csv(folder / "decisions.csv")) == len(result.decisions)
+
+
+# --- the fast path's mechanisms -----------------------------------------------------------
+
+
+class Unprepared:
+    """A LockedPolicy seen without ``prepare``: the backtest builds whole observations."""
+
+    def __init__(self, policy: LockedPolicy) -> None:
+        self.policy = policy
+
+    def predict(self, obs: Any) -> Action:
+        return self.policy.predict(obs)
+
+    def decide_batch(self, batch: npt.NDArray[np.float32]) -> BatchDecision:
+        return self.policy.decide_batch(batch)
+
+
+def test_prepared_path_equals_plain_and_per_bar_paths(
+        googl: pd.DataFrame, tiny_model: tuple[Path, ModelCard]) -> None:
+    policy = LockedPolicy.load(tiny_model[0])
+    limits = RiskLimits(max_daily_loss=50, max_position_value=3_000)
+    prepared = run_backtest(googl, policy, limits=limits)
+    assert prepared.metrics["trades"] > 0
+    _same(prepared, run_backtest(googl, Unprepared(policy), limits=limits))
+    _same(prepared, run_backtest(googl, policy, limits=limits, batched=False))
+
+
+def test_prepared_rows_answer_as_decide_batch(googl: pd.DataFrame,
+                                              tiny_model: tuple[Path, ModelCard]) -> None:
+    policy = LockedPolicy.load(tiny_model[0])
+    sim = Simulation(googl)
+    prepared = policy.prepare(sim.market_rows)
+    assert prepared is not None
+    rng = np.random.default_rng(3)
+    for first, n in ((0, 1), (5, 2), (100, 300), (len(sim) - 40, 40)):
+        # accounts from flat to beyond the clip, so the model answers with a mix
+        account = (rng.standard_normal((n, 4)) * rng.choice([0.1, 3.0, 150.0], (n, 1))
+                   ).clip(-100, 100).astype(np.float32)
+        whole = np.concatenate((sim.market_rows[first:first + n], account), axis=1)
+        got = prepared.decide_rows(first, account)
+        assert got.actions.tolist() == policy.decide_batch(whole).actions.tolist()
+        assert got.actions.tolist() == [int(policy.decide(row).action) for row in whole]
+        assert got.fallbacks == {}
+    bad = np.zeros((3, 4), dtype=np.float32)
+    bad[1, 2] = np.nan
+    answer = prepared.decide_rows(10, bad)  # handed to decide_batch, which names the row
+    assert list(answer.fallbacks) == [1] and "realized_pnl" in answer.fallbacks[1]
+    assert prepared.decide_rows(len(sim) - 1, np.zeros((2, 4))).fallbacks.keys() == {0, 1}
+
+
+def test_prepare_declines_where_it_cannot_help(googl: pd.DataFrame,
+                                               tiny_model: tuple[Path, ModelCard]) -> None:
+    market = Simulation(googl).market_rows
+    assert LockedPolicy.load(tiny_model[0], fast=False).prepare(market) is None  # sb3
+    policy = LockedPolicy.load(tiny_model[0])
+    assert policy.prepare(np.full((3, 22), np.nan)) is None
+    assert policy.prepare(market[:, :22].astype(bool)) is None
+
+
+@pytest.mark.slow
+def test_sb3_backend_batched_equals_per_bar(googl: pd.DataFrame,
+                                            tiny_model: tuple[Path, ModelCard]) -> None:
+    policy = LockedPolicy.load(tiny_model[0], fast=False)  # no prepare: plain batches
+    _same(run_backtest(googl, policy, start="2017-01-01"),
+          run_backtest(googl, policy, start="2017-01-01", batched=False))
+
+
+@pytest.mark.parametrize("tz", ["America/New_York", "America/Havana", "Australia/Lord_Howe",
+                                "UTC", None])
+def test_trading_days_follow_the_local_wall_clock(tz: str | None) -> None:
+    # hourly bars through both DST changes of 2017 (Havana changes at midnight, Lord Howe
+    # by half an hour), in the bars' own timezone or naive
+    utc = pd.date_range("2017-03-01", "2017-11-30", freq="h", tz="UTC")
+    index = utc.tz_convert(tz) if tz is not None else utc.tz_localize(None)
+    expected = [t.date().toordinal() for t in index]
+    assert _local_days(pd.DatetimeIndex(index)).tolist() == expected
+
+
+def test_daily_loss_resets_on_local_days_across_dst() -> None:
+    from tradinglib.data import load_bars
+
+    bars = load_bars("eurusd-hourly")
+    bars.index = bars.index.tz_convert("America/New_York")  # 2017: both DST changes
+    limits = RiskLimits(max_daily_loss=10, max_position_value=20_000, trade_quantity=4_000)
+    batched = run_backtest(bars, Linear(7), limits=limits)
+    assert len(batched.risk_events) > 100 and batched.metrics["rejections"]["DAILY_LOSS"] > 100
+    _same(batched, run_backtest(bars, Linear(7), limits=limits, batched=False))
+
+
+@pytest.mark.parametrize("window", [1, 2, 7, 8, 10, 17, 20, 50, 128, 129, 300])
+def test_rolling_mean_std_are_numpys_bit_for_bit(window: int) -> None:
+    rng = np.random.default_rng(window)
+    x = rng.standard_normal(3_000) * rng.choice([1e-6, 1.0, 1e6], 3_000)
+    x[100:160] = 2.5  # flat windows: std exactly 0
+    x[400:420] = -0.0
+    x[900] = np.nan
+    mean, std = _rolling_mean_std(x, window)
+    view = np.lib.stride_tricks.sliding_window_view(x, window)
+    flat = view.max(axis=1) == view.min(axis=1)
+    expected_std = np.where(flat, 0.0, view.std(axis=1))
+    assert np.isnan(mean[:window - 1]).all() and np.isnan(std[:window - 1]).all()
+    assert mean[window - 1:].tobytes() == view.mean(axis=1).tobytes()
+    assert std[window - 1:].tobytes() == expected_std.tobytes()
+
+
+def test_account_features_ahead_match_the_plain_formula() -> None:
+    rng = np.random.default_rng(11)
+    edge = np.array([0.0, 1.0, -1.0, 1e-300, 1e300, 5.0, 123.456])
+    for trial in range(200):
+        n = int(rng.integers(1, 12))
+        prices = rng.choice(edge, n) if trial % 2 else rng.uniform(1, 500, n)
+        realized = rng.standard_normal(n) * 1_000
+        state = {"position": int(rng.choice([0, 5, -5, 10**6])),
+                 "avg_cost": float(rng.choice(edge)),
+                 "cash": float(rng.choice([1e5, -1e5, 0.0, 1e300]))}
+        limits = {"max_position_value": float(rng.choice([1e4, 1e-300])),
+                  "max_daily_loss": float(rng.choice([500.0, 1.0]))}
+        got = account_features_ahead(prices=prices, day_realized_pnl=realized, **state,
+                                     **limits)
+        with np.errstate(over="ignore", invalid="ignore"):
+            pos, exposure = state["position"], state["position"] * prices
+            equity = state["cash"] + exposure
+            plain = np.stack([
+                exposure / limits["max_position_value"],
+                pos * (prices - state["avg_cost"]) / limits["max_daily_loss"],
+                realized / limits["max_daily_loss"],
+                np.where(equity > 0, state["cash"] / np.where(equity > 0, equity, 1.0), 0.0),
+            ], axis=1)
+        expected = np.clip(plain, -100.0, 100.0).astype(np.float32)
+        assert got.tobytes() == expected.tobytes()

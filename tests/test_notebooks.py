@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -336,3 +337,47 @@ def test_regression_outputs(nb_regression: Any) -> None:
         ("/cells/*/outputs/*/text", r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+", "TIMESTAMP"),
     )
     nb_regression.check(str(REGRESSION / "bars_features.ipynb"))
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("headless Chromium is not installed (Debian package 'chromium'; "
+                    ".ci/run installs it)")
+    return exe
+
+
+@pytest.mark.slow
+def test_report_html_opens_offline_in_headless_chromium(paper_run: Path,
+                                                        tmp_path: Path) -> None:
+    """The rendered report is one self-contained page: a real browser with no network
+    loads it with its figures (embedded PNGs) and tables, and draws it."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    from tradinglib.runs import render_html
+
+    chromium = _chromium()
+    out = tmp_path / "report"
+    _execute("report", {"run_dir": str(paper_run), "output_dir": str(out)},
+             tmp_path / "report.ipynb")
+    html = render_html(tmp_path / "report.ipynb", tmp_path / "report.html")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", "--proxy-server=127.0.0.1:9", f"--user-data-dir={tmp_path}/ud",
+             "--window-size=1280,3000", "--virtual-time-budget=5000"]
+    dom = subprocess.run([chromium, *flags, "--dump-dom", html.as_uri()], capture_output=True,
+                         text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    page = dom.stdout
+    assert "Paper trading session report" in page
+    assert page.count('src="data:image/png;base64,') >= 3  # figures embedded, not linked
+    assert page.count("<table") >= 5
+    assert "http://" not in page.split("<body", 1)[1].replace("http://www.w3.org", "")
+    shot = tmp_path / "report.png"
+    done = subprocess.run([chromium, *flags, f"--screenshot={shot}", html.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
+    pixels = imread(shot)
+    assert pixels.shape[:2] == (3000, 1280)
+    assert float(np.std(pixels[..., :3])) > 0.05  # drawn content, not a blank page

@@ -6,8 +6,11 @@ training env and a paper session do. For a policy that can answer a batch
 it predicts the observations of the bars ahead in one call, under the assumption that
 the account does not trade before them; it then steps bar by bar through the
 decisions up to the first fill, and predicts again from there, since the account
-features change with a fill. Between orders it marks HOLD bars in bulk. The decisions
-are the ones the per-bar loop takes (``batched=False``); tests and the benchmark check it.
+features change with a fill. Between orders it marks HOLD bars in bulk. A policy that
+can also ``prepare`` (:meth:`LockedPolicy.prepare
+<tradinglib.inference.LockedPolicy.prepare>`) gets the bars' market features once and
+then only the account features of each batch. The decisions are the ones the per-bar
+loop takes (``batched=False``); tests and the benchmark check it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,11 +34,17 @@ from tradinglib.risk import RiskLimits
 from tradinglib.types import Action, Policy
 
 FIRST_BATCH = 256
+MIN_BATCH = 32
 MAX_BATCH = 8192
 
 
 class BatchPolicy(Policy, Protocol):
-    """A policy that also decides a batch of observations (LockedPolicy)."""
+    """A policy that also decides a batch of observations (LockedPolicy).
+
+    It may also have ``prepare(market_rows)``, returning None or an object whose
+    ``decide_rows(first, account)`` answers like ``decide_batch`` for the observations
+    ``market_rows[first + i]`` joined with ``account[i]``; the backtest then uses it.
+    """
 
     def decide_batch(self, batch: npt.NDArray[np.float32]) -> Any:
         """An object with ``actions`` (one id per row) and ``fallbacks`` (row -> reason)."""
@@ -175,35 +185,61 @@ def _run_per_bar(rec: _Recorder, policy: Policy) -> None:
 
 
 def _run_batched(rec: _Recorder, policy: BatchPolicy) -> None:
-    """Predict ahead in batches, step through the decisions up to the first fill."""
-    sim, size = rec.sim, FIRST_BATCH
+    """Predict ahead in batches, step through the decisions up to the first fill.
+
+    The batch size adapts: it halves after a batch cut short by a fill and doubles
+    after a batch used whole. A fill on the first decision of a batch is often followed
+    by another at once (a model building a position bar by bar), so the next call then
+    asks for one decision only, which the single-observation path answers cheaply.
+    """
+    sim = rec.sim
+    ahead = _predictor(sim, policy)
+    size = base = FIRST_BATCH
     while not sim.done:
         first = sim.index
-        answer = policy.decide_batch(sim.observations_ahead(size))
-        actions = np.asarray(answer.actions)
+        answer = ahead(size)
+        actions = answer.actions
         for row, reason in answer.fallbacks.items():
             rec.fallbacks[first + row] = reason
         done, traded = 0, False
-        for j in np.flatnonzero(actions != Action.HOLD):
+        for j in actions.nonzero()[0].tolist():  # the non-HOLD rows (HOLD is 0)
             if j > done:
-                rec.hold(int(j) - done)
+                rec.hold(j - done)
             traded = rec.step(Action(int(actions[j]))).fill is not None
-            done = int(j) + 1
+            done = j + 1
             if traded:
                 break
         if not traded and done < len(actions):
             rec.hold(len(actions) - done)
-        size = max(16, size // 2) if traded else min(MAX_BATCH, size * 2)
-        for row in [r for r in rec.fallbacks if r >= sim.index]:  # predicted again later
-            del rec.fallbacks[row]
+        if traded:
+            base = max(MIN_BATCH, base // 2)
+            size = 1 if done == 1 else base
+        else:
+            base = min(MAX_BATCH, base * 2) if size > 1 else base
+            size = base
+        for row in answer.fallbacks:  # rows after a fill are predicted again
+            if first + row >= sim.index:
+                del rec.fallbacks[first + row]
+
+
+def _predictor(sim: Simulation, policy: BatchPolicy) -> Callable[[int], Any]:
+    """``ahead(n)``: the policy's answer for the next ``n`` decisions (a BatchDecision).
+
+    With a policy that can ``prepare`` (a LockedPolicy on the numpy backend) the market
+    rows are handed over once and each call passes only the account features;
+    otherwise each call builds the whole observations for ``decide_batch``.
+    """
+    prepare = getattr(policy, "prepare", None)
+    prepared = prepare(sim.market_rows) if prepare is not None else None
+    if prepared is not None:
+        return lambda n: prepared.decide_rows(sim.index, sim.account_ahead(n))
+    return lambda n: policy.decide_batch(sim.observations_ahead(n))
 
 
 def _result(bars: pd.DataFrame, sim: Simulation, rec: _Recorder) -> BacktestResult:
     times = sim.decision_times
-    mark_times = bars.index[bars.index.get_indexer(times) + 1]
     equity = pd.Series(np.concatenate(([sim.initial_cash], rec.equity)),
-                       index=pd.DatetimeIndex([times[0], *mark_times], name="time"),
-                       name="equity")
+                       index=times[:1].append(sim.mark_times).rename("time"), name="equity")
     n = len(times)
     verdict = np.full(n, "", dtype=object)
     verdict[list(rec.verdicts)] = list(rec.verdicts.values())
@@ -221,7 +257,7 @@ def _result(bars: pd.DataFrame, sim: Simulation, rec: _Recorder) -> BacktestResu
                                               "realized_pnl"])
     events = pd.DataFrame([(e.time, e.kind, e.detail) for e in sim.guard.events],
                           columns=["time", "kind", "detail"])
-    closes = bars["close"].loc[equity.index]
+    closes = bars["close"].loc[equity.index[[0, -1]]]  # only the first and the last are used
     closing = trades[np.array(rec.closing, dtype=bool)]
     traded_value = float((trades["quantity"] * trades["price"]).sum())
     metrics: dict[str, Any] = {

@@ -137,17 +137,36 @@ def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> None:
     print(f"results: {folder}")
 
 
-def _cmd_demo(args: argparse.Namespace, settings: Settings) -> None:
-    from tradinglib.modelcard import card_path
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """The main job on built-in data, every step a papermill run archived in runs/:
+    train (or reuse the cached model), backtest it on the held-out range, replay a paper
+    session with the simulated broker, and render the report on it."""
+    from tradinglib import runs
 
-    card, out = _train(args, settings)
-    console.print(_metrics_table(card))
-    print(f"model: {out}\ncard:  {card_path(out)}")
-    console.print("backtest of the saved model (hash-checked) on the held-out range:")
-    holdout = card.holdout_data.start if card.holdout_data else None
-    folder = _backtest(out, args.data, settings, start=holdout, end=None,
-                       cash=args.cash, slippage_bps=0.0, folder=None)
-    print(f"results: {folder}")
+    root = project_root()
+    err = Console(stderr=True)
+    validate = _validator(err)
+    folders: list[tuple[str, Path]] = []
+    started = time.perf_counter()
+    for kind in ("train", "backtest", "paper", "report"):
+        file = root / "params" / f"{kind}.yaml"
+        overrides: dict[str, Any] = {}
+        if kind == "train" and args.steps is not None:
+            overrides["steps"] = args.steps
+        if kind == "report":
+            overrides["run_dir"] = str(folders[-1][1])
+        params = {**runs.load_params(file), **overrides}
+        result = _run_one(kind, params, label="demo", params_file=file, overrides=overrides,
+                          timeout=None, root=root, validate=validate, err=err)
+        folders.append((kind, result.path))
+        if not result.ok:
+            print(result.path)
+            return result.exit_code
+    print(f"\ndemo done in {time.perf_counter() - started:.0f}s; runs:")
+    for kind, folder in folders:
+        print(f"  {kind:9} {folder}")
+    print(f"report: {folders[-1][1] / runs.HTML_FILE}")
+    return 0
 
 
 # --------------------------------------------------------------------------- runs
@@ -501,8 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--out", help="results folder (default backtests/STAMP-MODEL)")
     backtest.set_defaults(func=_cmd_backtest)
 
-    demo = sub.add_parser("demo", help="train on built-in GOOGL daily bars and evaluate")
-    _add_train_args(demo, data="googl-daily", steps=20_000, out="models/demo-googl.zip")
+    demo = sub.add_parser(
+        "demo", help="train (or reuse), backtest, replay a paper session and report, "
+                     "all through papermill, on built-in GOOGL daily bars")
+    demo.add_argument("--steps", type=int, help="training steps (default: params/train.yaml)")
     demo.set_defaults(func=_cmd_demo)
     _add_run_parsers(sub)
     return parser

@@ -11,6 +11,8 @@ the account at bar t+1's close.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +24,8 @@ from tradinglib.features import account_features_ahead, market_features
 from tradinglib.portfolio import Fill, Portfolio
 from tradinglib.risk import MarketState, OrderIntent, RiskGuard, RiskLimits, Verdict
 from tradinglib.types import Action, Observation
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # datetime64[D] counts days from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +134,24 @@ class Simulation:
                 f"no bar to decide on between {start or 'the start'} and {end or 'the end'} "
                 f"({len(bars)} bars, {len(features)} after feature warm-up); widen the range"
             )
-        self.decision_times = times[keep]
-        self._features = features.to_numpy(dtype=np.float32)[keep]
-        self._bar = positions[keep]
+        kept = np.flatnonzero(keep)
+        # usually one run of bars: select it with a slice (views, no copies)
+        rows = slice(kept[0], kept[-1] + 1) if kept[-1] - kept[0] + 1 == len(kept) else kept
+        self.decision_times = times[rows]
+        self._features = features.to_numpy(dtype=np.float32)[rows]
+        bar = positions[rows]
+        self._bar = bar
+        self._index = pd.DatetimeIndex(bars.index)
+        self._stamps = self._index.array  # makes a Timestamp a little faster than the index
+        self._kept_stamp: dict[int, pd.Timestamp] = {}
+        close = bars["close"].to_numpy(dtype=np.float64)
         self._open = bars["open"].to_numpy(dtype=np.float64)
-        self._close = bars["close"].to_numpy(dtype=np.float64)
-        self._times = list(bars.index)
-        self._days = np.array([t.toordinal() for t in pd.DatetimeIndex(bars.index).date],
-                              dtype=np.int64)
+        self._close = close
+        # per decision: its bar's close, the next bar's close (the mark) and its trading
+        # day, so that stepping reads slices instead of gathering through bar positions
+        self._price = close[bar]
+        self._mark = close[bar + 1]
+        self._day = _local_days(self._index)[bar]
         self.portfolio = Portfolio(cash=self.initial_cash)
         self._i = 0
 
@@ -186,41 +200,67 @@ class Simulation:
         """
         return self._observations(self._i, n)
 
+    @property
+    def market_rows(self) -> npt.NDArray[np.float32]:
+        """The 22 market features of every decision bar, shape (len, 22), float32.
+
+        Observation ``k`` is this row ``k`` followed by the account features; the array is
+        the simulation's own (read-only use).
+        """
+        return self._features
+
+    @property
+    def mark_times(self) -> pd.DatetimeIndex:
+        """Time of the bar after each decision bar, where that decision is marked."""
+        return self._index[self._bar + 1]
+
+    def account_ahead(self, n: int) -> npt.NDArray[np.float32]:
+        """The account features (last 4 columns) of :meth:`observations_ahead`."""
+        return self._account(self._i, n)
+
     def _observations(self, first: int, n: int) -> npt.NDArray[np.float32]:
-        rows = slice(first, min(first + n, len(self._bar)))
-        bars = self._bar[rows]
+        account = self._account(first, n)
+        return np.concatenate((self._features[first:first + len(account)], account), axis=1)
+
+    def _account(self, first: int, n: int) -> npt.NDArray[np.float32]:
+        rows = slice(first, first + n)
         p = self.portfolio
-        same_day = self._days[bars] == (p.day.toordinal() if p.day else -1)
-        account = account_features_ahead(
-            position=p.position, prices=self._close[bars], avg_cost=p.avg_cost,
-            day_realized_pnl=np.where(same_day, p.day_realized_pnl, 0.0), cash=p.cash,
-            max_position_value=self.limits.max_position_value,
+        day = p.day.toordinal() if p.day else -1
+        return account_features_ahead(
+            position=p.position, prices=self._price[rows], avg_cost=p.avg_cost,
+            day_realized_pnl=np.where(self._day[rows] == day, p.day_realized_pnl, 0.0),
+            cash=p.cash, max_position_value=self.limits.max_position_value,
             max_daily_loss=self.limits.max_daily_loss,
         )
-        return np.concatenate((self._features[rows], account), axis=1)
 
     def hold(self, n: int) -> npt.NDArray[np.float64]:
         """Step ``n`` HOLD decisions at once; return the equity marks (USD) after each.
 
         Same outcome as ``n`` calls of ``step(Action.HOLD)``, without per-bar objects.
         """
-        if not 0 < n <= len(self._bar) - self._i:
-            raise InputError(f"cannot hold {n} bars: {len(self._bar) - self._i} left")
-        bars = self._bar[self._i:self._i + n]
-        days = self._days[bars]
+        i = self._i
+        if not 0 < n <= len(self._bar) - i:
+            raise InputError(f"cannot hold {n} bars: {len(self._bar) - i} left")
         p = self.portfolio
-        if p.day is None or days[-1] != p.day.toordinal():
-            first = int(bars[np.argmax(days == days[-1])])  # first bar of the last day
-            p.start_day(self._times[first].date(), float(self._close[first]))
+        last = int(self._day[i + n - 1])
+        if p.day is None or last != p.day.toordinal():
+            first = i + int(np.argmax(self._day[i:i + n] == last))  # first bar of the last day
+            p.start_day(date.fromordinal(last), float(self._price[first]))
         self._i += n
-        return p.cash + p.position * self._close[bars + 1]
+        return p.cash + p.position * self._mark[i:i + n]
 
     def step(self, action: Action) -> StepResult:
         """Decide ``action`` at the current bar, fill, mark at the next bar, advance."""
         if self.done:
             raise InputError("the simulation is done; call reset() to start over")
         b = int(self._bar[self._i])
-        now, nxt = self._times[b], self._times[b + 1]
+        # Timestamps are made only for the bars that act; a step often follows the one
+        # before, whose next bar is then this one: its Timestamp is kept for that
+        now = self._kept_stamp.get(b)
+        if now is None:
+            now = cast(pd.Timestamp, self._stamps[b])
+        nxt = cast(pd.Timestamp, self._stamps[b + 1])
+        self._kept_stamp = {b + 1: nxt}
         if self.costs.fill_at == "next_open":
             fill_time, fill_price = nxt, float(self._open[b + 1])
         else:
@@ -233,6 +273,14 @@ class Simulation:
         self._i += 1
         equity = self.portfolio.equity(float(self._close[b + 1]))
         return StepResult(now, Action(action), intent, verdict, fill, nxt, equity)
+
+
+def _local_days(index: pd.DatetimeIndex) -> npt.NDArray[np.int64]:
+    """Proleptic ordinal (``date.toordinal()``) of each time's date on the wall clock of
+    its own timezone: the ``Timestamp.date()`` a trading day is keyed by, vectorized."""
+    wall = index.tz_localize(None) if index.tz is not None else index
+    days: npt.NDArray[np.int64] = wall.to_numpy().astype("datetime64[D]").astype(np.int64)
+    return days + _EPOCH_ORDINAL
 
 
 def _as_time(value: pd.Timestamp | str, like: pd.DatetimeIndex) -> pd.Timestamp:

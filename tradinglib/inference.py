@@ -17,7 +17,7 @@ import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from tradinglib.exceptions import ModelError, ObservationError
 from tradinglib.features import FEATURE_NAMES, FEATURE_VERSION
 from tradinglib.modelcard import ModelCard, file_sha256, read_card
 from tradinglib.types import Action, Decision, Observation
-from tradinglib.validation import invalid_rows, validate_observation
+from tradinglib.validation import OBS_HIGH, OBS_LOW, invalid_rows, validate_observation
 
 PROBE_SIZE = 512
 Array = npt.NDArray[np.float32]
@@ -47,14 +47,37 @@ _ACTIVATIONS: dict[str, tuple[np.ufunc, tuple[float, ...]] | None] = {
 _TIE_MARGIN = 1e-3
 
 
+# OpenBLAS splits a matrix product across threads once rows x inner x outer passes a
+# threshold (65536 x GEMM_MULTITHREAD_THRESHOLD = 4 in its source; about 4x that measured
+# with numpy's build). For these small products the threads cost more than they give
+# (milliseconds of waiting when another core is busy), so batch products are made in
+# row blocks of at most this many multiply-adds, which OpenBLAS keeps on one thread
+_ONE_THREAD_PRODUCT = 65_536 * 4
+
+
+def _affine(x: Array, w: Array, b: Array) -> Array:
+    """``x @ w + b`` (float32), the product in row blocks that OpenBLAS runs on one
+    thread; ``b`` is one bias row, or one row per row of ``x``."""
+    out = np.empty((len(x), w.shape[1]), dtype=np.float32)
+    block = max(1, _ONE_THREAD_PRODUCT // (w.shape[0] * w.shape[1]))
+    if len(x) <= block:
+        np.matmul(x, w, out=out)
+    else:
+        for start in range(0, len(x), block):
+            np.matmul(x[start:start + block], w, out=out[start:start + block])
+    out += b
+    return out
+
+
 class _NumpyMlp:
     """The deterministic action of an SB3 MlpPolicy, computed with numpy (float32).
 
     Each layer's weights and bias are one matrix (the bias is the last row) and each
     layer's input carries a trailing 1. The single-observation call reuses buffers, so
     it is not reentrant: the caller holds :class:`LockedPolicy`'s lock. A batch rounds
-    differently from single calls (another BLAS kernel), by far less than
-    ``_TIE_MARGIN``; rows closer to a tie than that are recomputed one by one.
+    differently from single calls (another BLAS kernel, another order of sums), by far
+    less than ``_TIE_MARGIN``; rows closer to a tie than that are recomputed one by one,
+    so every batch answer is the single-observation answer.
     """
 
     def __init__(self, layers: list[tuple[Array, Array, str]]) -> None:
@@ -74,6 +97,9 @@ class _NumpyMlp:
             self._steps.append((np.matmul, (x, w, out)))
             if act is not None:
                 self._steps.append((act[0], (out, *act[1], out)))
+        # batches: the layers above the first as (weights, bias, activation)
+        self._upper = [(np.ascontiguousarray(w[:-1]), w[-1], act)
+                       for w, act in zip(self._weights[1:], self._activations[1:], strict=True)]
 
     def one(self, obs: Array) -> Action:
         """The action for one observation of shape (26,)."""
@@ -84,16 +110,77 @@ class _NumpyMlp:
 
     def __call__(self, batch: Array) -> npt.NDArray[np.int64]:
         """Action ids for observations of shape (n, 26)."""
-        x = batch.astype(np.float32)
-        for w, act in zip(self._weights, self._activations, strict=True):
-            x = np.concatenate((x, np.ones((len(x), 1), dtype=np.float32)), axis=1) @ w
-            if act is not None:
-                act[0](x, *act[1], out=x)
-        actions = np.asarray(np.argmax(x, axis=-1), dtype=np.int64)
-        top2 = np.sort(x, axis=-1)[:, -2:]
-        for row in np.flatnonzero(top2[:, 1] - top2[:, 0] < _TIE_MARGIN):
-            actions[row] = self.one(batch[row])
+        if len(batch) == 1:  # the single-observation path is the reference, and cheaper
+            return np.array([self.one(batch[0])], dtype=np.int64)
+        w = self._weights[0]
+        first = _affine(np.asarray(batch, dtype=np.float32), w[:-1], w[-1])
+        return self._answers(first, lambda row: batch[row])
+
+    def prepare(self, market: Array) -> _PreparedMlp:
+        """:class:`_PreparedMlp` for observations whose leading columns are rows of ``market``."""
+        return _PreparedMlp(self, np.asarray(market, dtype=np.float32))
+
+    def _answers(self, first: Array, observation: Callable[[int], Array]
+                 ) -> npt.NDArray[np.int64]:
+        """Action ids from the first layer's outputs before its activation (changed in
+        place); ``observation(row)`` is the row's observation, for near ties."""
+        x = first
+        if self._activations[0] is not None:
+            act, extra = self._activations[0]
+            act(x, *extra, out=x)
+        for w, b, activation in self._upper:
+            x = _affine(x, w, b)
+            if activation is not None:
+                activation[0](x, *activation[1], out=x)
+        actions: npt.NDArray[np.int64] = x.argmax(axis=1)
+        for row in _near_tie(x).nonzero()[0]:
+            actions[row] = self.one(observation(int(row)))
         return actions
+
+
+def _near_tie(logits: Array) -> npt.NDArray[np.bool_]:
+    """Rows of ``logits`` whose two largest values are closer than ``_TIE_MARGIN``."""
+    columns = logits.T  # column by column: a row-wise sort or max of 3 values is slow
+    if len(columns) < 2:
+        return np.zeros(len(logits), dtype=np.bool_)
+    top = np.maximum(columns[0], columns[1])
+    second = np.minimum(columns[0], columns[1])
+    for column in columns[2:]:
+        np.maximum(second, np.minimum(top, column), out=second)
+        np.maximum(top, column, out=top)
+    top -= second
+    near: npt.NDArray[np.bool_] = top < _TIE_MARGIN
+    return near
+
+
+class _PreparedMlp:
+    """A :class:`_NumpyMlp` with the market part of its first layer precomputed.
+
+    The first layer is linear before its activation, so ``[market, account, 1] @ W``
+    is ``market @ W_market + b`` (computed here once per market row) plus
+    ``account @ W_account`` (computed per call). The sums differ from the plain batch
+    path's only by rounding; near ties still go through :meth:`_NumpyMlp.one`, so the
+    answers are those of single observations.
+    """
+
+    def __init__(self, mlp: _NumpyMlp, market: Array) -> None:
+        w = mlp._weights[0]
+        columns = market.shape[1]
+        self._mlp = mlp
+        self.market = market
+        self._account_weights = np.ascontiguousarray(w[columns:-1])
+        self._base = _affine(market, np.ascontiguousarray(w[:columns]), w[-1])
+
+    def __call__(self, first: int, account: Array) -> npt.NDArray[np.int64]:
+        """Action ids for the observations ``[market[first + i], account[i]]``."""
+        if len(account) == 1:  # the single-observation path is the reference, and cheaper
+            obs = np.concatenate((self.market[first], account[0]))
+            return np.array([self._mlp.one(obs)], dtype=np.int64)
+        rows = slice(first, first + len(account))
+        x = _affine(account, self._account_weights, self._base[rows])
+        market = self.market[rows]
+        return self._mlp._answers(
+            x, lambda row: np.concatenate((market[row], account[row])))
 
 
 def _extract_mlp(model: Any) -> _NumpyMlp | str:
@@ -148,6 +235,67 @@ class BatchDecision:
     actions: npt.NDArray[np.int64]
     fallbacks: dict[int, str]
     latency: float
+
+
+class PreparedPolicy:
+    """:meth:`LockedPolicy.decide_batch` for observations made of fixed market rows and
+    account features that change; from :meth:`LockedPolicy.prepare`.
+
+    The model's first layer is linear before its activation, so the market rows' share
+    of it is computed once, and a call computes only the account features' share and
+    the layers above. Answers, fallbacks, the lock, the timeout and the call counts are
+    those of ``decide_batch`` on the joined observations; near ties are answered by
+    the single-observation path, as in ``decide_batch``.
+    """
+
+    def __init__(self, policy: LockedPolicy, mlp: _PreparedMlp) -> None:
+        self._policy = policy
+        self._mlp = mlp
+
+    def decide_rows(self, first: int, account: npt.NDArray[Any]) -> BatchDecision:
+        """Decisions for the observations ``market[first + i]`` + ``account[i]``.
+
+        ``account`` has one row per observation and the remaining columns (4 for the
+        22 market features). Never raises, like ``decide_batch``, to which it hands
+        any call it cannot take whole (a wrong shape, an invalid value, rows past the
+        end of ``market``).
+        """
+        started = time.perf_counter()
+        policy, market = self._policy, self._mlp.market
+        if not (isinstance(account, np.ndarray) and account.ndim == 2
+                and account.shape[1] + market.shape[1] == len(FEATURE_NAMES)
+                and 0 < len(account) <= len(market) - first and first >= 0
+                and account.dtype.kind in "iuf" and _within_range(account)):
+            return policy.decide_batch(self._join(first, account))
+        n = len(account)
+        if not policy._lock.acquire(timeout=policy.timeout):
+            return policy._batch_fallback(n, range(n), "timeout",
+                                          f"model busy for over {policy.timeout}s", started)
+        try:
+            actions = self._mlp(first, np.asarray(account, dtype=np.float32))
+        except Exception as exc:
+            return policy._batch_fallback(n, range(n), "model error", repr(exc), started)
+        finally:
+            policy._lock.release()
+        with policy._stats_lock:
+            policy._calls += n
+        return BatchDecision(actions, {}, time.perf_counter() - started)
+
+    def _join(self, first: int, account: object) -> Any:
+        """The whole observations, for decide_batch (which names whatever is wrong)."""
+        try:
+            rows = np.asarray(account)
+            return np.concatenate((self._mlp.market[first:first + len(rows)], rows), axis=1)
+        except (TypeError, ValueError):
+            return account
+
+
+def _within_range(values: npt.NDArray[Any]) -> bool:
+    """True when every value is a valid observation value (finite, within the range)."""
+    if values.size == 0:
+        return True
+    return bool(np.minimum.reduce(values, axis=None) >= OBS_LOW
+                and np.maximum.reduce(values, axis=None) <= OBS_HIGH)
 
 
 class LockedPolicy:
@@ -296,13 +444,14 @@ class LockedPolicy:
             except ObservationError as exc:
                 reasons[int(i)] = f"invalid observation: {exc}"
         good = np.flatnonzero(~bad)
+        rows = batch if len(good) == len(batch) else batch[good]  # no copy when all valid
         if good.size:
             if not self._lock.acquire(timeout=self.timeout):
                 return self._batch_fallback(len(batch), good, "timeout",
                                             f"model busy for over {self.timeout}s", started,
                                             reasons)
             try:
-                actions[good] = self._forward_batch(batch[good].astype(np.float32))
+                actions[good] = self._forward_batch(np.asarray(rows, dtype=np.float32))
             except Exception as exc:
                 return self._batch_fallback(len(batch), good, "model error", repr(exc),
                                             started, reasons)
@@ -313,6 +462,25 @@ class LockedPolicy:
             if reasons:
                 self._fallbacks["invalid observation"] += len(reasons)
         return BatchDecision(actions, reasons, time.perf_counter() - started)
+
+    def prepare(self, market: npt.NDArray[Any]) -> PreparedPolicy | None:
+        """Get ready to decide many observations that share the rows of ``market``.
+
+        ``market`` is an ``(n, k)`` array of the first ``k`` values of observations to
+        come (a backtest's 22 market features per bar); the returned
+        :class:`PreparedPolicy` decides ``market[i]`` joined with account features given
+        later, as :meth:`decide_batch` would, but computes the market rows' share of the
+        model once. Returns None where nothing can be gained: the sb3 backend, or a
+        ``market`` that is not a 2-D real array of at most 26 columns whose values are
+        valid observation values (decide_batch then handles such rows).
+        """
+        if self._mlp is None:
+            return None
+        market = np.asarray(market)
+        if not (market.ndim == 2 and 0 < market.shape[1] <= len(FEATURE_NAMES)
+                and market.dtype.kind in "iuf" and _within_range(market)):
+            return None
+        return PreparedPolicy(self, self._mlp.prepare(market))
 
     def _forward_batch(self, batch: Array) -> npt.NDArray[np.int64]:
         """Action ids for validated rows; caller holds the lock."""
