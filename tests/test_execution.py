@@ -122,3 +122,18 @@ def test_stepping_past_the_end_is_an_error(googl: pd.DataFrame) -> None:
         sim.step(Action.HOLD)
     with pytest.raises(InputError, match="reset"):
         sim.step(Action.HOLD)
+
+
+def test_check_decision_uses_the_clock_for_stale_data(googl: pd.DataFrame) -> None:
+    from tradinglib.execution import check_decision
+    from tradinglib.portfolio import Portfolio
+    from tradinglib.risk import MarketState, RiskGuard
+
+    guard = RiskGuard(RiskLimits(max_bar_age=60.0))
+    bar_time = googl.index[100]
+    market = MarketState(float(googl["close"].iloc[100]), bar_time)
+    _, fresh = check_decision(Action.BUY, Portfolio(cash=100_000.0), guard, market)
+    _, stale = check_decision(Action.BUY, Portfolio(cash=100_000.0), guard, market,
+                              now=bar_time + pd.Timedelta(minutes=5))
+    assert fresh is not None and fresh.approved
+    assert stale is not None and stale.reason == Reason.STALE_DATA

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ import pandas as pd
 
 from tradinglib.costs import Costs
 from tradinglib.execution import Simulation, StepResult
-from tradinglib.metrics import performance_metrics
+from tradinglib.metrics import trading_metrics
 from tradinglib.risk import RiskLimits
 from tradinglib.types import Action, Policy
 
@@ -258,40 +257,25 @@ def _result(bars: pd.DataFrame, sim: Simulation, rec: _Recorder) -> BacktestResu
     events = pd.DataFrame([(e.time, e.kind, e.detail) for e in sim.guard.events],
                           columns=["time", "kind", "detail"])
     closes = bars["close"].loc[equity.index[[0, -1]]]  # only the first and the last are used
-    closing = trades[np.array(rec.closing, dtype=bool)]
-    traded_value = float((trades["quantity"] * trades["price"]).sum())
-    metrics: dict[str, Any] = {
-        **performance_metrics(equity),
-        "bars": n,
-        "trades": len(trades),
-        "win_rate": _ratio(int((closing["realized_pnl"] > 0).sum()), len(closing)),
-        "exposure": float(np.count_nonzero(rec.position) / n),
-        "turnover": traded_value / float(equity.mean()),
-        "commissions": round(float(trades["commission"].sum()), 2),
-        "final_equity": round(float(equity.iloc[-1]), 2),
-        "buy_and_hold_return": float(closes.iloc[-1] / closes.iloc[0] - 1.0),
-        "rejections": dict(Counter(v for v in rec.verdicts.values() if v != "APPROVED")),
-        "hold_fallbacks": len(rec.fallbacks),
-    }
+    metrics = trading_metrics(equity, trades, decisions, np.array(rec.closing, dtype=bool),
+                              float(closes.iloc[-1] / closes.iloc[0] - 1.0))
     return BacktestResult(trades, equity, decisions, events, metrics)
-
-
-def _ratio(part: int, whole: int) -> float | None:
-    return part / whole if whole else None
 
 
 def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     """(figure, formatted value) pairs for a printed summary table."""
-    percent = {"total_return", "cagr", "annual_volatility", "max_drawdown", "win_rate",
-               "exposure", "buy_and_hold_return"}
+    signed = {"total_return", "cagr", "max_drawdown", "buy_and_hold_return"}
+    unsigned = {"annual_volatility", "win_rate", "exposure"}
     rows = []
     for key, value in metrics.items():
         if isinstance(value, dict):
             text = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
         elif value is None or (isinstance(value, float) and math.isnan(value)):
             text = "n/a"
-        elif key in percent:
+        elif key in signed:
             text = f"{value:+.2%}"
+        elif key in unsigned:
+            text = f"{value:.2%}"
         elif isinstance(value, float):
             text = f"{value:,.2f}"
         else:

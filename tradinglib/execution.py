@@ -11,7 +11,7 @@ the account at bar t+1's close.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import cast
 
 import numpy as np
@@ -52,20 +52,22 @@ class StepResult:
 
 
 def check_decision(
-    action: Action, portfolio: Portfolio, guard: RiskGuard, market: MarketState
+    action: Action, portfolio: Portfolio, guard: RiskGuard, market: MarketState,
+    now: datetime | None = None,
 ) -> tuple[OrderIntent | None, Verdict | None]:
     """Start the trading day if new, turn ``action`` into an intent and submit it to
     ``guard`` (which records the verdict). The part of the decision path before an
     order reaches a broker, shared by simulations and live sessions.
 
-    ``market`` is the decision bar: its close and time (the time is also the clock).
-    Returns (None, None) for HOLD.
+    ``market`` is the decision bar: its close and time. ``now`` is the clock: the bar's
+    time in a simulation or replay (the default), the wall clock in a live session (so
+    the stale-data rule can see old bars). Returns (None, None) for HOLD.
     """
     portfolio.start_day(market.time.date(), market.price)
     intent = OrderIntent.from_action(action, guard.limits)
     if intent is None:
         return None, None
-    return intent, guard.submit(intent, portfolio, market, market.time)
+    return intent, guard.submit(intent, portfolio, market, market.time if now is None else now)
 
 
 def execute_decision(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
+from typing import Any
 
 import empyrical as ep
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from tradinglib.exceptions import InputError
@@ -24,8 +27,9 @@ def periods_per_year(index: pd.DatetimeIndex) -> float:
     spacing = pd.Series(index).diff().dropna().median()
     if spacing >= pd.Timedelta(days=1):
         return TRADING_DAYS_PER_YEAR * pd.Timedelta(days=1) / min(spacing, pd.Timedelta(days=7))
-    per_day = pd.Series(1, index=index).groupby(index.date).size().median()
-    return float(TRADING_DAYS_PER_YEAR * per_day)
+    wall = index.tz_localize(None) if index.tz is not None else index  # local dates
+    _, per_day = np.unique(wall.to_numpy().astype("datetime64[D]"), return_counts=True)
+    return float(TRADING_DAYS_PER_YEAR * np.median(per_day))
 
 
 def performance_metrics(equity: pd.Series) -> dict[str, float | None]:
@@ -55,3 +59,43 @@ def _finite_or_none(value: object) -> float | None:
     """``value`` as a float, or None where it is NaN or infinite."""
     x = float(np.asarray(value))
     return x if math.isfinite(x) else None
+
+
+def trading_metrics(
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    decisions: pd.DataFrame,
+    closing: npt.NDArray[np.bool_],
+    buy_and_hold_return: float,
+) -> dict[str, Any]:
+    """The figures of a backtest or a paper session.
+
+    Args:
+        equity: account equity (USD) by bar time.
+        trades: one row per fill with quantity, price, commission, realized_pnl.
+        decisions: one row per decision with verdict ("" for HOLD), fallback ("" when the
+            model answered) and position (shares after the step).
+        closing: per fill, whether it reduced the position.
+        buy_and_hold_return: the instrument's return over the same bars.
+
+    Returns :func:`performance_metrics` plus bars, trades, win_rate (share of reducing
+    fills with positive realized P&L), exposure (share of decisions ending with a
+    position), turnover (traded value / mean equity), commissions and final_equity (USD),
+    buy_and_hold_return, rejections (count by reason) and hold_fallbacks.
+    """
+    closed = trades[closing]
+    n = len(decisions)
+    verdicts = decisions["verdict"]
+    return {
+        **performance_metrics(equity),
+        "bars": n,
+        "trades": len(trades),
+        "win_rate": float((closed["realized_pnl"] > 0).mean()) if len(closed) else None,
+        "exposure": float(np.count_nonzero(decisions["position"]) / n) if n else None,
+        "turnover": float((trades["quantity"] * trades["price"]).sum()) / float(equity.mean()),
+        "commissions": round(float(trades["commission"].sum()), 2),
+        "final_equity": round(float(equity.iloc[-1]), 2),
+        "buy_and_hold_return": float(buy_and_hold_return),
+        "rejections": dict(Counter(v for v in verdicts if v not in ("", "APPROVED"))),
+        "hold_fallbacks": int((decisions["fallback"] != "").sum()),
+    }

@@ -56,7 +56,7 @@ from tradinglib.features import account_features, build_observation, market_feat
 from tradinglib.inference import LockedPolicy
 from tradinglib.journal import DecisionRecord, Journal, observation_sha256, utc_text
 from tradinglib.logs import cycle_line, setup_logging, teardown_logging
-from tradinglib.metrics import performance_metrics
+from tradinglib.metrics import trading_metrics
 from tradinglib.paths import resolve
 from tradinglib.portfolio import Portfolio
 from tradinglib.risk import MarketState, OrderIntent, RiskGuard, RiskLimits
@@ -575,22 +575,9 @@ class _Session:
                                                     "commission", "realized_pnl"])
         events = pd.DataFrame([(e.time, e.kind, e.detail) for e in self.guard.events],
                               columns=["time", "kind", "detail"])
-        closing = trades[np.array(self.closing, dtype=bool)]
-        traded_value = float((trades["quantity"] * trades["price"]).sum())
-        metrics: dict[str, Any] = {
-            **performance_metrics(equity),
-            "bars": n,
-            "trades": len(trades),
-            "win_rate": (int((closing["realized_pnl"] > 0).sum()) / len(closing)
-                         if len(closing) else None),
-            "exposure": float(np.count_nonzero(decisions["position"]) / n),
-            "turnover": traded_value / float(equity.mean()),
-            "commissions": round(float(trades["commission"].sum()), 2),
-            "final_equity": round(float(equity.iloc[-1]), 2),
-            "buy_and_hold_return": marks[-1].close / marks[0].close - 1.0,
-            "rejections": dict(Counter(v for v in self.verdicts if v not in ("", "APPROVED"))),
-            "hold_fallbacks": sum(1 for f in self.fallbacks if f),
-        }
+        metrics = trading_metrics(equity, trades, decisions,
+                                  np.array(self.closing, dtype=bool),
+                                  marks[-1].close / marks[0].close - 1.0)
         log.info("session %s done: %d cycles, %d fills, final equity %s (%+.2f%%), "
                  "position %d", self.run_id, n, len(trades), f"{equity.iloc[-1]:,.2f}",
                  100 * metrics["total_return"], self.portfolio.position)
