@@ -115,8 +115,10 @@ def test_make_lab_runs_jupyter_lab_on_loopback_in_the_project_root() -> None:
     make = shutil.which("make")
     if make is None:
         pytest.skip("make is not installed")
-    done = subprocess.run([make, "-n", "lab"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=30, check=False)
+    # a clean make, also when the suite itself runs under `make test` (no "make[1]:" lines)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run([make, "--no-print-directory", "-n", "lab"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 0, done.stderr
     command = done.stdout.strip().splitlines()[-1].split()
     assert command == [".venv/bin/jupyter", "lab", "--ip", "127.0.0.1", "--no-browser",
