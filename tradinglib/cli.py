@@ -84,6 +84,7 @@ def _metrics_table(card: Any) -> Table:
 
 
 def _fmt(name: str, value: object) -> str:
+    """A metric for people: signed percent for returns and drawdowns, 2 decimals else."""
     if value is None:
         return "n/a"
     if isinstance(value, float) and name.endswith(("return", "drawdown")):
@@ -236,16 +237,6 @@ def _validator(err: Console) -> Validator | None:
     return runs.validate_with_params
 
 
-def _metric_text(name: str, value: object) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float) and name.endswith(("return", "drawdown")):
-        return f"{value:+.2%}"
-    if isinstance(value, float):
-        return f"{value:,.2f}"
-    return str(value)
-
-
 _KEY_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
 
 
@@ -268,7 +259,7 @@ def _report_result(result: RunResult, err: Console) -> None:
     from tradinglib.runs import HTML_FILE, KERNEL_LOG, NOTEBOOK_FILE
 
     if result.ok:
-        metrics = ", ".join(f"{k} {_metric_text(k, v)}"
+        metrics = ", ".join(f"{k} {_fmt(k, v)}"
                             for k, v in _key_metrics(result.results).items())
         print(f"ok: {result.run_id} in {result.duration_s:.1f}s"
               + (f" ({metrics})" if metrics else ""))
@@ -399,7 +390,7 @@ def _cmd_runs_list(args: argparse.Namespace, settings: Settings) -> None:
         table.add_row(
             info.run_id, info.kind, info.label, info.status,
             "" if info.duration_s is None else f"{info.duration_s:.1f}s",
-            *(_metric_text(n, metrics[n]) if n in metrics else "" for n in _KEY_METRICS),
+            *(_fmt(n, metrics[n]) if n in metrics else "" for n in _KEY_METRICS),
             info.error or "")
     out.print(table)
 
@@ -412,7 +403,7 @@ def _result_lines(values: dict[str, Any], indent: int) -> list[str]:
             lines.append(f"{' ' * indent}{key}:")
             lines.extend(_result_lines(value, indent + 2))
             continue
-        text = json.dumps(value) if isinstance(value, (list, dict)) else _metric_text(key, value)
+        text = json.dumps(value) if isinstance(value, (list, dict)) else _fmt(key, value)
         lines.append(f"{' ' * indent}{key}: {text if len(text) <= 100 else text[:97] + '...'}")
     return lines
 
