@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -297,3 +298,37 @@ def test_account_features_ahead_match_the_plain_formula() -> None:
             ], axis=1)
         expected = np.clip(plain, -100.0, 100.0).astype(np.float32)
         assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_backtest_pauses_the_garbage_collector_and_restores_it(
+        googl: pd.DataFrame, enabled: bool) -> None:
+    import gc
+
+    seen: list[bool] = []
+
+    class Watching(Linear):
+        def decide_batch(self, batch: npt.NDArray[np.float32]) -> BatchDecision:
+            seen.append(gc.isenabled())
+            return super().decide_batch(batch)
+
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        run_backtest(googl, Watching(8), start="2018-01-01")
+        assert seen and not any(seen)  # off during the run
+        assert gc.isenabled() is enabled  # and back as it was
+        with pytest.raises(ValueError):  # also after an error
+            run_backtest(googl, Watching(8), start="2018-01-01", cash=math.nan)
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
+
+
+def test_bar_positions_of_features_off_the_tail() -> None:
+    from tradinglib.execution import _positions
+
+    index = pd.date_range("2020-01-01", periods=10, freq="h", tz="UTC")
+    assert _positions(index, index[3:]).tolist() == list(range(3, 10))  # the usual tail
+    assert _positions(index, index[2:8]).tolist() == list(range(2, 8))  # not the tail
+    assert _positions(index, index[[1, 4, 9]]).tolist() == [1, 4, 9]

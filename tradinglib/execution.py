@@ -124,7 +124,7 @@ class Simulation:
         self.guard = RiskGuard(self.limits, self.costs)
         self.initial_cash = float(cash)
         features = market_features(bars)
-        positions = bars.index.get_indexer(features.index)
+        positions = _positions(pd.DatetimeIndex(bars.index), pd.DatetimeIndex(features.index))
         times = pd.DatetimeIndex(features.index)
         keep = positions + 1 < len(bars)  # every decision needs a next bar to fill and mark
         if start is not None:
@@ -145,7 +145,7 @@ class Simulation:
         self._bar = bar
         self._index = pd.DatetimeIndex(bars.index)
         self._stamps = self._index.array  # makes a Timestamp a little faster than the index
-        self._kept_stamp: dict[int, pd.Timestamp] = {}
+        self._kept_stamp: tuple[int, pd.Timestamp | None] = (-1, None)  # (bar, its Timestamp)
         close = bars["close"].to_numpy(dtype=np.float64)
         self._open = bars["open"].to_numpy(dtype=np.float64)
         self._close = close
@@ -255,26 +255,39 @@ class Simulation:
         """Decide ``action`` at the current bar, fill, mark at the next bar, advance."""
         if self.done:
             raise InputError("the simulation is done; call reset() to start over")
-        b = int(self._bar[self._i])
+        action = Action(action)
+        i = self._i
+        b = int(self._bar[i])
         # Timestamps are made only for the bars that act; a step often follows the one
         # before, whose next bar is then this one: its Timestamp is kept for that
-        now = self._kept_stamp.get(b)
-        if now is None:
+        kept, now = self._kept_stamp
+        if kept != b or now is None:
             now = cast(pd.Timestamp, self._stamps[b])
         nxt = cast(pd.Timestamp, self._stamps[b + 1])
-        self._kept_stamp = {b + 1: nxt}
+        self._kept_stamp = (b + 1, nxt)
+        price = float(self._price[i])
         if self.costs.fill_at == "next_open":
             fill_time, fill_price = nxt, float(self._open[b + 1])
         else:
-            fill_time, fill_price = now, float(self._close[b])
+            fill_time, fill_price = now, price
         intent, verdict, fill = execute_decision(
-            Action(action), self.portfolio, self.guard, self.costs,
-            market=MarketState(float(self._close[b]), now),
-            fill_time=fill_time, fill_base_price=fill_price,
+            action, self.portfolio, self.guard, self.costs,
+            market=MarketState(price, now), fill_time=fill_time, fill_base_price=fill_price,
         )
-        self._i += 1
-        equity = self.portfolio.equity(float(self._close[b + 1]))
-        return StepResult(now, Action(action), intent, verdict, fill, nxt, equity)
+        self._i = i + 1
+        equity = self.portfolio.equity(float(self._mark[i]))
+        return StepResult(now, action, intent, verdict, fill, nxt, equity)
+
+
+def _positions(index: pd.DatetimeIndex, times: pd.DatetimeIndex) -> npt.NDArray[np.intp]:
+    """Positions of ``times`` in ``index``. The features usually cover the bars after
+    the warm-up, i.e. the tail of ``index``: checked with one comparison instead of a
+    hash lookup per time (bars with repeated times go to get_indexer, which refuses them)."""
+    start = len(index) - len(times)
+    if start >= 0 and index.is_unique and index[start:].equals(times):
+        return np.arange(start, len(index), dtype=np.intp)
+    positions: npt.NDArray[np.intp] = index.get_indexer(times)
+    return positions
 
 
 def _local_days(index: pd.DatetimeIndex) -> npt.NDArray[np.int64]:

@@ -55,11 +55,13 @@ RATE_WINDOW = timedelta(seconds=60)
 
 
 def _is_real(value: object) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
+    # exact float/int first: an isinstance check against the numbers ABCs is slow
+    return type(value) is float or type(value) is int or (
+        isinstance(value, Real) and not isinstance(value, bool))
 
 
 def _is_integer(value: object) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
+    return type(value) is int or (isinstance(value, Integral) and not isinstance(value, bool))
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +311,8 @@ def reduces(position: int, quantity: int) -> bool:
 
 
 def _price_problem(name: str, value: object) -> str | None:
+    if type(value) is float and math.isfinite(value) and value > 0:  # the usual case, cheaply
+        return None
     if (isinstance(value, bool) or not isinstance(value, Real)
             or not math.isfinite(value) or not float(value) > 0):
         return f"{name} must be a finite price > 0, got {value!r}"
@@ -391,6 +395,11 @@ class RiskGuard:
         day (so REDUCING holds even if prices recover) and records one
         ``DAILY_LOSS_REACHED`` event per trading day. :meth:`submit` does the same.
         """
+        self._note_daily_loss(portfolio, market, now)
+        return self.mode(portfolio, market)
+
+    def _note_daily_loss(self, portfolio: Portfolio, market: MarketState, now: datetime) -> None:
+        """Remember (and record once) that the trading day's loss limit is reached."""
         day = portfolio.day
         if (day is not None and day != self._loss_day
                 and portfolio.day_pnl(market.price) <= -self.limits.max_daily_loss):
@@ -400,7 +409,6 @@ class RiskGuard:
                 f"trading day {day}: P&L {portfolio.day_pnl(market.price):.2f} <= "
                 f"-{self.limits.max_daily_loss:.2f}; reducing orders only until the next "
                 "trading day"))
-        return self.mode(portfolio, market)
 
     # -- the rules --------------------------------------------------------------------
 
@@ -417,6 +425,12 @@ class RiskGuard:
             InputError: ``now`` and ``market.time`` (or earlier order times) mix
                 timezone-aware and naive datetimes.
         """
+        return self._check(intent, portfolio, market, now, None)
+
+    def _check(self, intent: OrderIntent, portfolio: Portfolio, market: MarketState,
+               now: datetime, window_start: datetime | None) -> Verdict:
+        """:meth:`check`; ``window_start`` is ``now - RATE_WINDOW`` if the caller has it
+        (submit needs it too, and Timestamp arithmetic costs microseconds)."""
         limits = self.limits
         problem = self._invalid(intent, market)
         if problem is not None:
@@ -445,7 +459,9 @@ class RiskGuard:
                                f"-{limits.max_daily_loss:.2f} reached; reducing orders "
                                "only until the next trading day")
             if limits.max_orders_per_minute is not None:
-                recent = self.orders_in_window(now)
+                if window_start is None:
+                    window_start = now - RATE_WINDOW
+                recent = self._orders_since(window_start, now)
                 if recent >= limits.max_orders_per_minute:
                     return Verdict(False, Reason.ORDER_RATE,
                                    f"{recent} orders approved in the 60 s before {now}, "
@@ -488,7 +504,10 @@ class RiskGuard:
 
     def orders_in_window(self, now: datetime) -> int:
         """Approved orders recorded in ``(now - 60 s, now]``."""
-        start = now - RATE_WINDOW
+        return self._orders_since(now - RATE_WINDOW, now)
+
+    def _orders_since(self, start: datetime, now: datetime) -> int:
+        """Approved orders recorded in ``(start, now]``."""
         try:
             return sum(1 for t in self._order_times if start < t <= now)
         except TypeError as exc:
@@ -516,12 +535,14 @@ class RiskGuard:
         Raises:
             InputError: as :meth:`check`.
         """
-        verdict = self.check(intent, portfolio, market, now)
-        self.observe(portfolio, market, now)
+        rate_rule = self.limits.max_orders_per_minute is not None
+        start = now - RATE_WINDOW if rate_rule else None
+        verdict = self._check(intent, portfolio, market, now, start)
+        self._note_daily_loss(portfolio, market, now)
         self.verdicts.append(VerdictRecord(now, intent, verdict))
-        if verdict.approved and self.limits.max_orders_per_minute is not None:
+        if verdict.approved and start is not None:
             times = self._order_times
-            while times and times[0] <= now - RATE_WINDOW:
+            while times and times[0] <= start:
                 times.popleft()
             times.append(now)
         return verdict
