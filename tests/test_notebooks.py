@@ -381,3 +381,47 @@ def test_report_html_opens_offline_in_headless_chromium(paper_run: Path,
     pixels = imread(shot)
     assert pixels.shape[:2] == (3000, 1280)
     assert float(np.std(pixels[..., :3])) > 0.05  # drawn content, not a blank page
+
+
+@pytest.mark.slow
+def test_kernel_killed_mid_session_is_archived_failed_with_a_readable_journal(
+        tiny_model: tuple[Path, ModelCard], tmp_path: Path) -> None:
+    """The paper notebook through the runner; its kernel is SIGKILLed while the session
+    trades. The run is archived as failed and the journal holds the cycles done so far."""
+    import threading
+    import time
+
+    import psutil
+
+    from tradinglib.journal import read_journal
+    from tradinglib.runs import run_notebook
+
+    runs_dir = tmp_path / "runs"
+    params = {"model_path": str(tiny_model[0]), "cycle_seconds": 0.2, "speed": 1.0,
+              "session_minutes": 1.0}  # 300 cycles of 0.2 s: far longer than the test waits
+    killed = threading.Event()
+
+    def kill_kernel_mid_session() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed.is_set():
+            journals = list(runs_dir.glob(".tmp-*/journal.sqlite"))
+            if journals and len(read_journal(journals[0])["decisions"]) >= 5:
+                for child in psutil.Process().children(recursive=True):
+                    if "ipykernel" in " ".join(child.cmdline()):
+                        child.kill()
+                        killed.set()
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_kernel_mid_session, daemon=True)
+    killer.start()
+    result = run_notebook(NOTEBOOKS / KINDS["paper"], params, kind="paper", label="killed",
+                          runs_dir=runs_dir, timeout=TIMEOUT)
+    killer.join(timeout=30)
+    assert killed.is_set()
+    assert result.status == "failed" and result.exit_code == 1
+    assert result.error is not None and result.error.stage == "kernel"
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    decisions = read_journal(result.path / "journal.sqlite")["decisions"]
+    assert len(decisions) >= 5
+    assert decisions["cycle"].tolist() == list(range(len(decisions)))  # no hole, no torn row
