@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from policies import Scripted
 
 from tradinglib.backtest import BacktestResult, run_backtest
 from tradinglib.costs import Costs
@@ -21,18 +22,6 @@ from tradinglib.inference import BatchDecision, LockedPolicy
 from tradinglib.modelcard import ModelCard
 from tradinglib.risk import RiskLimits
 from tradinglib.types import Action
-
-
-class Scripted:
-    """Acts by decision number; HOLD otherwise (per-bar only: no decide_batch)."""
-
-    def __init__(self, script: dict[int, Action]) -> None:
-        self.script, self.calls = script, 0
-
-    def predict(self, obs: object) -> Action:
-        action = self.script.get(self.calls, Action.HOLD)
-        self.calls += 1
-        return action
 
 
 class Linear:

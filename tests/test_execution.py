@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from policies import Scripted
 
 from tradinglib.costs import Costs
 from tradinglib.exceptions import DataError, InputError
@@ -12,18 +13,6 @@ from tradinglib.execution import Simulation
 from tradinglib.features import FEATURE_NAMES
 from tradinglib.risk import Reason, RiskLimits
 from tradinglib.types import Action
-
-
-class Scripted:
-    """Acts by decision number; HOLD otherwise."""
-
-    def __init__(self, script: dict[int, Action]) -> None:
-        self.script, self.calls = script, 0
-
-    def predict(self, obs: object) -> Action:
-        action = self.script.get(self.calls, Action.HOLD)
-        self.calls += 1
-        return action
 
 
 def run(sim: Simulation, policy: Scripted) -> list[float]:
