@@ -75,7 +75,6 @@ import cProfile
 import io
 import json
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -87,13 +86,13 @@ import tracemalloc
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
+from common import print_environment, train_small_model
 
 from tradinglib.backtest import BacktestResult, run_backtest
 from tradinglib.data import load_bars
@@ -104,7 +103,6 @@ from tradinglib.inference import LockedPolicy
 from tradinglib.metrics import performance_metrics
 
 SOURCE_BARS = "eurusd-hourly"
-SOURCE_MODEL = "googl-daily"
 START = "2000-01-03"
 WINDOW = 10  # stocks-v0 window_size of the baseline
 TARGET_RATIO = 50.0
@@ -171,25 +169,7 @@ def make_bars(n: int) -> pd.DataFrame:
     return bars
 
 
-def train_small_model(out: Path, steps: int) -> Path:
-    from tradinglib.train import train_model
-
-    started = time.perf_counter()
-    train_model(load_bars(SOURCE_MODEL), source=SOURCE_MODEL, out=out, steps=steps, seed=0,
-                progress=False)
-    print(f"trained PPO for {steps} steps (seed 0) on {SOURCE_MODEL} in "
-          f"{time.perf_counter() - started:.1f}s: {out}")
-    return out
-
-
-def print_environment() -> None:
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"python {platform.python_version()}  torch {torch.__version__}  "
-          f"stable-baselines3 {version('stable-baselines3')}  gymnasium {version('gymnasium')}  "
-          f"gym-anytrading {version('gym-anytrading')}  numpy {np.__version__}  "
-          f"pandas {pd.__version__}")
-    print(f"CPUs: {os.cpu_count()} (usable by this process: {affinity})  "
-          f"torch threads: {torch.get_num_threads()} (torch.set_num_threads(1), as training)")
+def print_blas() -> None:
     print(f"numpy BLAS: {blas_description()}; "
           + "  ".join(f"{name}={os.environ.get(name, 'unset')}" for name in BLAS_ENV)
           + " (unset: one BLAS thread per CPU)")
@@ -557,7 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.memory_child is not None:
         return memory_child(args.memory_child, args.bars)
     started = time.perf_counter()
-    print_environment()
+    print_environment("gymnasium", "gym-anytrading", "pandas")
+    print_blas()
     try:
         if args.model is not None:
             code = run(args, args.model)

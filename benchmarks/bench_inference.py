@@ -44,8 +44,6 @@ the model cannot be loaded.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -53,12 +51,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
+from common import print_environment, train_small_model
 
 from tradinglib.data import load_bars
 from tradinglib.exceptions import ModelError
@@ -145,24 +143,6 @@ def real_observations(n: int = N_OBSERVATIONS) -> npt.NDArray[np.float32]:
         sim.step(Action(int(rng.integers(0, 3))))
         obs = sim.observation()
     return np.stack(rows)
-
-
-def train_small_model(out: Path, steps: int) -> Path:
-    from tradinglib.train import train_model
-
-    started = time.perf_counter()
-    train_model(load_bars(SOURCE), source=SOURCE, out=out, steps=steps, seed=0, progress=False)
-    print(f"trained PPO for {steps} steps (seed 0) in {time.perf_counter() - started:.1f}s: "
-          f"{out}")
-    return out
-
-
-def print_environment() -> None:
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"python {platform.python_version()}  torch {torch.__version__}  "
-          f"stable-baselines3 {version('stable-baselines3')}  numpy {np.__version__}")
-    print(f"CPUs: {os.cpu_count()} (usable by this process: {affinity})  "
-          f"torch threads: {torch.get_num_threads()} (torch.set_num_threads(1), as training)")
 
 
 def print_model(fast: LockedPolicy, model_path: Path) -> None:

@@ -1,0 +1,39 @@
+"""Pieces the benchmark scripts share: the environment header and a small model."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tradinglib.data import load_bars
+
+MODEL_SOURCE = "googl-daily"
+
+
+def print_environment(*packages: str) -> None:
+    """Versions (python, torch, stable-baselines3, numpy and ``packages``), CPUs, threads."""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
+    names = ("stable-baselines3", *packages)
+    print(f"python {platform.python_version()}  torch {torch.__version__}  "
+          + "  ".join(f"{name} {version(name)}" for name in names)
+          + f"  numpy {np.__version__}")
+    print(f"CPUs: {os.cpu_count()} (usable by this process: {affinity})  "
+          f"torch threads: {torch.get_num_threads()} (torch.set_num_threads(1), as training)")
+
+
+def train_small_model(out: Path, steps: int) -> Path:
+    """A PPO model trained on built-in GOOGL daily bars (seed 0) into ``out``."""
+    from tradinglib.train import train_model
+
+    started = time.perf_counter()
+    train_model(load_bars(MODEL_SOURCE), source=MODEL_SOURCE, out=out, steps=steps, seed=0,
+                progress=False)
+    print(f"trained PPO for {steps} steps (seed 0) on {MODEL_SOURCE} in "
+          f"{time.perf_counter() - started:.1f}s: {out}")
+    return out
