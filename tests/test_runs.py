@@ -270,7 +270,7 @@ def test_cell_timeout_is_archived_failed(tmp_path: Path) -> None:
 
 def test_missing_kernel_is_archived_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                            ) -> None:
-    monkeypatch.setattr(runs, "KERNEL_NAME", "no-such-kernel")
+    monkeypatch.setattr(runs.kernel, "KERNEL_NAME", "no-such-kernel")
     result = runs.run_notebook(NOTEBOOKS / "ok.ipynb", {}, kind="ok", label="x",
                                runs_dir=tmp_path, validate=None)
     assert result.error is not None
@@ -318,7 +318,7 @@ def test_validated_values_are_what_runs(tmp_path: Path, monkeypatch: pytest.Monk
     def validate(kind: str, values: dict[str, Any]) -> Params:
         return Params.model_validate(values)
 
-    monkeypatch.setattr(runs, "_execute", lambda *a: None)  # the kernel is tested above
+    monkeypatch.setattr(runs.execute, "_execute", lambda *a: None)  # the kernel is tested above
     result = runs.run_notebook(NOTEBOOKS / "ok.ipynb", {}, kind="ok", label="x",
                                runs_dir=tmp_path, validate=validate)
     assert result.ok
@@ -390,7 +390,7 @@ def test_cli_bad_label_exits_2_and_writes_nothing(tmp_path: Path,
 
 def test_same_second_same_label_gets_a_suffix(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runs, "_utcnow", lambda: datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC))
+    monkeypatch.setattr(runs.execute, "_utcnow", lambda: datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC))
 
     def refuse(kind: str, values: dict[str, Any]) -> None:
         raise InputError("refused")
