@@ -12,6 +12,9 @@ between a papermill kernel and the caller.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class TradingLibError(Exception):
     """Base class of every error raised on purpose by tradinglib."""
@@ -43,3 +46,10 @@ class ModelError(StopError):
 
 class RetryableError(TradingLibError):
     """A transient failure; the same call may succeed later."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """The hint for an unknown ``name``: `` (did you mean 'x'?)`` with the closest of
+    ``choices``, or "" when none is close; for messages of :class:`InputError`."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

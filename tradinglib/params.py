@@ -26,7 +26,6 @@ Kinds: ``train``, ``backtest``, ``paper`` (alias ``paper_session``), ``report`` 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
 import json
 import math
 import os
@@ -48,7 +47,7 @@ from pydantic_core import ErrorDetails
 
 from tradinglib.config import load_settings
 from tradinglib.data import BUILTIN_SOURCES
-from tradinglib.exceptions import InputError
+from tradinglib.exceptions import InputError, did_you_mean
 from tradinglib.modelcard import CARD_SUFFIX, card_path
 from tradinglib.paths import project_root, resolve
 
@@ -460,9 +459,7 @@ _ALIASES: Final = {"paper_session": "paper"}
 def _model_of(kind: str) -> tuple[str, type[_Params]]:
     name = _ALIASES.get(kind, kind)
     if name not in PARAMS_MODELS:
-        close = difflib.get_close_matches(name, list(PARAMS_MODELS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise InputError(f"unknown notebook kind {kind!r}{hint}; "
+        raise InputError(f"unknown notebook kind {kind!r}{did_you_mean(name, PARAMS_MODELS)}; "
                          f"kinds: {', '.join(PARAMS_MODELS)}")
     return name, PARAMS_MODELS[name]
 
@@ -526,8 +523,7 @@ def validate_params(kind: str, values: Mapping[str, object]) -> _Params:
     if unknown:
         parts = []
         for key in unknown:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(str(key), valid)
             parts.append(f"{str(key)!r} for {name}{hint}" if len(unknown) == 1
                          else f"{str(key)!r}{hint}")
         noun = "parameter" if len(unknown) == 1 else "parameters"

@@ -36,7 +36,6 @@ flat: ``|new| < |position|`` and no crossing through zero. Every other order is
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections import deque
 from dataclasses import asdict, dataclass, fields
@@ -46,7 +45,7 @@ from numbers import Integral, Real
 
 from tradinglib.config import Settings
 from tradinglib.costs import Costs
-from tradinglib.exceptions import InputError
+from tradinglib.exceptions import InputError, did_you_mean
 from tradinglib.portfolio import Portfolio
 from tradinglib.types import Action
 
@@ -143,10 +142,7 @@ class RiskLimits:
         valid = [f.name for f in fields(cls)]
         unknown = [name for name in overrides if name not in valid]
         if unknown:
-            hints = []
-            for name in unknown:
-                close = difflib.get_close_matches(name, valid, n=1)
-                hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints = [f"{name!r}{did_you_mean(name, valid)}" for name in unknown]
             raise InputError(f"unknown risk limit {', '.join(hints)}; "
                              f"valid names: {', '.join(valid)}")
         values: dict[str, object] = {

@@ -32,7 +32,6 @@ The guard is shown nothing between orders (no :meth:`RiskGuard.observe
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 from collections import Counter
@@ -50,7 +49,7 @@ from tradinglib.clock import Clock, ReplayClock
 from tradinglib.config import Settings
 from tradinglib.costs import Costs
 from tradinglib.data import BUILTIN_SOURCES, load_bars
-from tradinglib.exceptions import DataError, InputError
+from tradinglib.exceptions import DataError, InputError, did_you_mean
 from tradinglib.execution import check_decision
 from tradinglib.features import account_features, build_observation, market_features
 from tradinglib.inference import LockedPolicy
@@ -181,9 +180,8 @@ class SessionConfig:
         valid = [f.name for f in fields(cls)]
         for name in params:
             if name not in valid:
-                close = difflib.get_close_matches(name, valid, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise InputError(f"unknown session parameter {name!r}{hint}; valid names: "
+                raise InputError(f"unknown session parameter {name!r}"
+                                 f"{did_you_mean(name, valid)}; valid names: "
                                  f"{', '.join(valid)}")
         values: dict[str, Any] = {
             "cycle_seconds": settings.trading_cycle_seconds,
