@@ -16,7 +16,8 @@ from policies import Scripted
 
 from tradinglib.backtest import BacktestResult, run_backtest
 from tradinglib.costs import Costs
-from tradinglib.execution import Simulation, _local_days
+from tradinglib.data import local_days
+from tradinglib.execution import Simulation
 from tradinglib.features import _rolling_mean_std, account_features_ahead
 from tradinglib.inference import BatchDecision, LockedPolicy
 from tradinglib.modelcard import ModelCard
@@ -232,7 +233,7 @@ def test_trading_days_follow_the_local_wall_clock(tz: str | None) -> None:
     utc = pd.date_range("2017-03-01", "2017-11-30", freq="h", tz="UTC")
     index = utc.tz_convert(tz) if tz is not None else utc.tz_localize(None)
     expected = [t.date().toordinal() for t in index]
-    assert _local_days(pd.DatetimeIndex(index)).tolist() == expected
+    assert local_days(pd.DatetimeIndex(index)).tolist() == expected
 
 
 def test_daily_loss_resets_on_local_days_across_dst() -> None:

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
@@ -35,6 +36,7 @@ __all__ = [
     "describe_bars",
     "format_bars_info",
     "load_bars",
+    "local_days",
 ]
 
 _BUILTINS = (  # name, file in gym_anytrading/datasets/data, time zone, description
@@ -43,6 +45,7 @@ _BUILTINS = (  # name, file in gym_anytrading/datasets/data, time zone, descript
 )
 BUILTIN_SOURCES: Mapping[str, str] = MappingProxyType({b[0]: b[3] for b in _BUILTINS})
 BAR_COLUMNS = ("open", "high", "low", "close", "volume")
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # datetime64[D] counts days from here
 Duplicates = Literal["error", "merge"]
 _POSITIVE = ("open", "high", "low", "close", "adj_close")
 _CSV_SUFFIXES = (".csv", ".txt")
@@ -441,3 +444,11 @@ def bars_sha256(bars: pd.DataFrame) -> str:
     digest = hashlib.sha256(pd.DatetimeIndex(bars.index).asi8.tobytes())
     digest.update(np.ascontiguousarray(bars.to_numpy(dtype=np.float64)).tobytes())
     return digest.hexdigest()
+
+
+def local_days(index: pd.DatetimeIndex) -> npt.NDArray[np.int64]:
+    """Proleptic ordinal (``date.toordinal()``) of each time's date on the wall clock of
+    its own timezone: the ``Timestamp.date()`` a trading day is keyed by, vectorized."""
+    wall = index.tz_localize(None) if index.tz is not None else index
+    days: npt.NDArray[np.int64] = wall.to_numpy().astype("datetime64[D]").astype(np.int64)
+    return days + _EPOCH_ORDINAL

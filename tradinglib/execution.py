@@ -12,20 +12,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
 from tradinglib.costs import Costs
+from tradinglib.data import local_days
 from tradinglib.exceptions import DataError, InputError
 from tradinglib.features import account_features_ahead, market_features
 from tradinglib.portfolio import Fill, Portfolio
 from tradinglib.risk import MarketState, OrderIntent, RiskGuard, RiskLimits, Verdict
 from tradinglib.types import Action, Observation
-
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()  # datetime64[D] counts days from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,8 +142,6 @@ class Simulation:
         bar = positions[rows]
         self._bar = bar
         self._index = pd.DatetimeIndex(bars.index)
-        self._stamps = self._index.array  # makes a Timestamp a little faster than the index
-        self._kept_stamp: tuple[int, pd.Timestamp | None] = (-1, None)  # (bar, its Timestamp)
         close = bars["close"].to_numpy(dtype=np.float64)
         self._open = bars["open"].to_numpy(dtype=np.float64)
         self._close = close
@@ -153,7 +149,7 @@ class Simulation:
         # day, so that stepping reads slices instead of gathering through bar positions
         self._price = close[bar]
         self._mark = close[bar + 1]
-        self._day = _local_days(self._index)[bar]
+        self._day = local_days(self._index)[bar]
         self.portfolio = Portfolio(cash=self.initial_cash)
         self._i = 0
 
@@ -174,7 +170,7 @@ class Simulation:
     @property
     def price(self) -> float:
         """Close of the current decision bar, USD."""
-        return float(self._close[self._bar[min(self._i, len(self._bar) - 1)]])
+        return float(self._price[min(self._i, len(self._bar) - 1)])
 
     def reset(self, first: int = 0) -> Observation:
         """Start over with fresh cash at decision ``first``; return its observation."""
@@ -258,13 +254,7 @@ class Simulation:
         action = Action(action)
         i = self._i
         b = int(self._bar[i])
-        # Timestamps are made only for the bars that act; a step often follows the one
-        # before, whose next bar is then this one: its Timestamp is kept for that
-        kept, now = self._kept_stamp
-        if kept != b or now is None:
-            now = cast(pd.Timestamp, self._stamps[b])
-        nxt = cast(pd.Timestamp, self._stamps[b + 1])
-        self._kept_stamp = (b + 1, nxt)
+        now, nxt = self._index[b], self._index[b + 1]  # Timestamps only for bars stepped
         price = float(self._price[i])
         if self.costs.fill_at == "next_open":
             fill_time, fill_price = nxt, float(self._open[b + 1])
@@ -288,14 +278,6 @@ def _positions(index: pd.DatetimeIndex, times: pd.DatetimeIndex) -> npt.NDArray[
         return np.arange(start, len(index), dtype=np.intp)
     positions: npt.NDArray[np.intp] = index.get_indexer(times)
     return positions
-
-
-def _local_days(index: pd.DatetimeIndex) -> npt.NDArray[np.int64]:
-    """Proleptic ordinal (``date.toordinal()``) of each time's date on the wall clock of
-    its own timezone: the ``Timestamp.date()`` a trading day is keyed by, vectorized."""
-    wall = index.tz_localize(None) if index.tz is not None else index
-    days: npt.NDArray[np.int64] = wall.to_numpy().astype("datetime64[D]").astype(np.int64)
-    return days + _EPOCH_ORDINAL
 
 
 def _as_time(value: pd.Timestamp | str, like: pd.DatetimeIndex) -> pd.Timestamp:

@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from tradinglib.data import local_days
 from tradinglib.exceptions import InputError
 
 TRADING_DAYS_PER_YEAR = 252
@@ -27,8 +28,7 @@ def periods_per_year(index: pd.DatetimeIndex) -> float:
     spacing = pd.Series(index).diff().dropna().median()
     if spacing >= pd.Timedelta(days=1):
         return TRADING_DAYS_PER_YEAR * pd.Timedelta(days=1) / min(spacing, pd.Timedelta(days=7))
-    wall = index.tz_localize(None) if index.tz is not None else index  # local dates
-    _, per_day = np.unique(wall.to_numpy().astype("datetime64[D]"), return_counts=True)
+    _, per_day = np.unique(local_days(index), return_counts=True)
     return float(TRADING_DAYS_PER_YEAR * np.median(per_day))
 
 
