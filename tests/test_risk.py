@@ -604,7 +604,8 @@ def test_invalid_limit_values(field: str, value: object) -> None:
      {"cash_sync_threshold": 0.0}, {"price_collar_pct": 0.999}, {"max_daily_loss": 1}],
 )
 def test_valid_limit_edges(kwargs: dict[str, Any]) -> None:
-    RiskLimits(**kwargs)
+    limits = RiskLimits(**kwargs)  # raises InputError if the edge were refused
+    assert {name: getattr(limits, name) for name in kwargs} == kwargs
 
 
 def test_from_settings_with_overrides() -> None:
