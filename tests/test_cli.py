@@ -65,3 +65,15 @@ def test_train_writes_model_and_card(tmp_path: Path) -> None:
     assert card["total_timesteps"] == 256 and card["seed"] == 1
     assert proc.stdout.strip().splitlines()[-1] == f"card:  {card_path(out)}"
     assert "holdout" in proc.stdout and "total_return" in proc.stdout
+
+
+def test_unwritable_output_folder_is_an_error_line(tmp_path: Path,
+                                                   tiny_model: tuple[Path, object],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    code = main(["backtest", "--model", str(tiny_model[0]), "--data", "googl-daily",
+                 "--start", "2018-06-01", "--out", str(blocker / "results")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err

@@ -572,6 +572,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TradingLibError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the file system refused (permissions, a full disk, ...)
+        print(f"error: {exc}; check the path and its permissions", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:
         if not hasattr(exc, "result"):  # an archived run has printed its folder last
             print("interrupted", file=sys.stderr)
