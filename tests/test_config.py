@@ -99,3 +99,20 @@ def test_cli_stops_at_start_on_bad_setting(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "MAX_DAILY_LOSS='abc'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_service_token_is_secret_optional_and_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AI_SERVICE_TOKEN", raising=False)
+    assert load_settings().ai_service_token is None
+    monkeypatch.setenv("AI_SERVICE_TOKEN", "")
+    assert load_settings().ai_service_token is None  # empty means none
+    token = "s3cret-token-0123456789"
+    monkeypatch.setenv("AI_SERVICE_TOKEN", token)
+    settings = load_settings()
+    assert settings.ai_service_token is not None
+    assert settings.ai_service_token.get_secret_value() == token
+    assert token not in repr(settings) and token not in str(settings.model_dump())
+    monkeypatch.setenv("AI_SERVICE_TOKEN", "short-secret")
+    with pytest.raises(ConfigError, match=r"AI_SERVICE_TOKEN=<hidden>: .*at least 16") as info:
+        load_settings()
+    assert "short-secret" not in str(info.value)

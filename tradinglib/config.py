@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradinglib.exceptions import ConfigError
+
+MIN_TOKEN_LENGTH = 16
+"""Fewest characters of AI_SERVICE_TOKEN."""
+_SECRETS = frozenset({"AI_SERVICE_TOKEN"})
 
 
 class Settings(BaseSettings):
@@ -35,6 +39,22 @@ class Settings(BaseSettings):
     max_daily_loss: float = Field(500.0, gt=0)
     max_position_value: float = Field(10_000.0, gt=0)
     trading_session_minutes: float = Field(30.0, gt=0)
+    ai_service_token: SecretStr | None = None
+    """API token of the inference service and of a remote policy calling it; None (or
+    empty) for no token, which the service allows on a loopback address only."""
+
+    @field_validator("ai_service_token", mode="before")
+    @classmethod
+    def _token(cls, value: object) -> object:
+        """An empty token is no token; a set one has at least MIN_TOKEN_LENGTH characters."""
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text == "":
+            return None
+        if isinstance(text, str) and len(text) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"the token has {len(text)} characters, use at least "
+                             f"{MIN_TOKEN_LENGTH}, e.g. from "
+                             "python -c 'import secrets; print(secrets.token_urlsafe(32))'")
+        return value
 
 
 def load_settings(env_file: str | Path | None = ".env") -> Settings:
@@ -49,7 +69,8 @@ def load_settings(env_file: str | Path | None = ".env") -> Settings:
         problems = []
         for err in exc.errors():
             name = str(err["loc"][0]).upper() if err["loc"] else "?"
-            problems.append(f"{name}={err.get('input')!r}: {err['msg']}")
+            shown = "<hidden>" if name in _SECRETS else repr(err.get("input"))
+            problems.append(f"{name}={shown}: {err['msg']}")
         source = f" (environment or {env_file})" if env_file else " (environment)"
         raise ConfigError(
             "invalid configuration" + source + ": " + "; ".join(problems)
