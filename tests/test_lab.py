@@ -21,7 +21,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"train.ipynb", "backtest.ipynb", "paper_session.ipynb", "report.ipynb",
-             "explore.ipynb"}
+             "explore.ipynb", "sweep_report.ipynb"}
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 

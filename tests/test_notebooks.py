@@ -63,8 +63,10 @@ def _defaults(nb: nbformat.NotebookNode) -> dict[str, Any]:
 # ------------------------------------------------------------------ layout (fast)
 
 
-def test_the_five_notebooks_and_nothing_else() -> None:
-    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(KINDS.values())
+def test_the_six_notebooks_and_nothing_else() -> None:
+    # sweep_report.ipynb is run by `tradinglib sweep` (tests/test_sweep.py), not `run`
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(
+        [*KINDS.values(), "sweep_report.ipynb"])
 
 
 @pytest.mark.parametrize("kind", KINDS)

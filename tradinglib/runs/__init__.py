@@ -13,7 +13,8 @@ in a real Jupyter kernel and archives the run in ``runs/<id>/``, where ``<id>`` 
 ``report.html``    kind ``report`` only: the notebook rendered without code
 (other files)      whatever the notebook wrote into its ``output_dir`` (trades, equity ...)
 ``manifest.json``  id, kind, label, status, error, start and end, git commit, versions, model
-                   and data sha256, and the sha256 of every other file
+                   and data sha256, tags (e.g. a sweep's id and point), and the sha256 of
+                   every other file
 =================  ==========================================================================
 
 Everything is written to ``runs/.tmp-<id>/`` and renamed to ``runs/<id>/`` when complete, so

@@ -57,6 +57,7 @@ def run_notebook(
     params_file: str | os.PathLike[str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     root: Path | None = None,
+    tags: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Execute ``notebook`` with ``params`` in a fresh kernel and archive the run.
 
@@ -81,16 +82,19 @@ def run_notebook(
         overrides: the ``-p`` values, recorded in the manifest.
         root: the project root (git commit; relative model and data paths); default
             :func:`~tradinglib.paths.project_root`.
+        tags: JSON values recorded as the manifest's ``tags`` (e.g. a sweep's id and
+            point), so runs made together can be found again.
 
     Raises:
-        InputError: bad kind, label or timeout, or the notebook is missing; nothing is
-            written then.
+        InputError: bad kind, label, timeout or tags (not JSON values), or the notebook is
+            missing; nothing is written then.
     """
     kind, label = _validate_kind(kind), validate_label(label)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int)
                                 or timeout <= 0):
         raise InputError(f"cell timeout must be a positive whole number of seconds or None, "
                          f"got {timeout!r}")
+    tag_values = _jsonable_params(tags or {})
     source = Path(notebook).resolve()
     if not source.is_file():
         raise InputError(f"{source}: notebook not found")
@@ -104,7 +108,8 @@ def run_notebook(
         progress.run_started(run_id, source)
     record = _Record(run_id=run_id, kind=kind, label=label, source=source, root=root,
                      started=started, timeout=timeout, params_file=params_file,
-                     overrides=dict(overrides or {}), validated=validate is not None)
+                     overrides=dict(overrides or {}), validated=validate is not None,
+                     tags=tag_values)
     interrupted = False
     try:
         _run_in(tmp, record, params, validate, progress,

@@ -60,6 +60,7 @@ class _Record:
     params_file: str | os.PathLike[str] | None
     overrides: dict[str, Any]
     validated: bool
+    tags: dict[str, Any] = dataclasses.field(default_factory=dict)
     parameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     error: RunError | None = None
     watcher: _CellWatcher | None = None
@@ -92,6 +93,7 @@ def _finish(tmp: Path, final: Path, record: _Record, *, duration: float) -> RunR
         "overrides": _jsonable_params(record.overrides),
         "parameters_validated": record.validated,
         "parameters": record.parameters,
+        "tags": record.tags,
         "git": _git_info(record.root),
         "python": {"version": platform.python_version(), "executable": sys.executable},
         "platform": platform.platform(),
