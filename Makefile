@@ -26,6 +26,14 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+# a small second environment with ib_insync instead of ib_async (tests/test_ib_insync.py)
+INSYNC_VENV := .venv-ib-insync
+$(INSYNC_VENV)/.installed: requirements/ib-insync.txt pyproject.toml
+	$(PYTHON) -m venv $(INSYNC_VENV)
+	$(INSYNC_VENV)/bin/pip install --quiet -r requirements/ib-insync.txt
+	$(INSYNC_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
@@ -43,7 +51,7 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy tradinglib
 
-unit: $(VENV)/.installed-dev
+unit: $(VENV)/.installed-dev $(INSYNC_VENV)/.installed
 	$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
@@ -55,4 +63,4 @@ lab: $(VENV)/.installed
 	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR)$(if $(filter 0,$(shell id -u)), --allow-root)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(INSYNC_VENV) .mypy_cache .ruff_cache .pytest_cache

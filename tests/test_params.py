@@ -126,7 +126,7 @@ def test_first_decision_defaults_to_the_holdout_start(
 
 def test_aliases_and_model_table() -> None:
     assert set(PARAMS_MODELS) == {"train", "backtest", "paper", "report", "explore"}
-    assert "broker" in _message("paper_session", {"broker": "ib"})
+    assert "broker" in _message("paper_session", {"broker": "tws"})
 
 
 # ------------------------------------------------------------------ unknown names
@@ -184,12 +184,21 @@ def test_unknown_kind() -> None:
                                              "than 0"),
         ("backtest", {"trade_quantity": 2.5}, "trade_quantity=2.5: Input should be a valid "
                                               "integer"),
-        ("paper", {"broker": "ib"}, "broker='ib': Input should be 'sim'"),
+        ("paper", {"broker": "tws"}, "broker='tws': Input should be 'sim' or 'ib'"),
         ("paper", {"speed": -1.0}, "speed=-1.0: Input should be greater than or equal to 0"),
         ("paper", {"cycle_seconds": 0}, "cycle_seconds=0: Input should be greater than 0"),
         ("paper", {"session_minutes": "long"}, "session_minutes='long': Input should be a "
                                                "valid number"),
         ("paper", {"symbol": ""}, "symbol='': String should have at least 1 character"),
+        ("paper", {"stop_at": "2026-11-27 17:55"}, "stop_at='2026-11-27 17:55': a stop time "
+                                                   "needs a UTC offset"),
+        ("paper", {"stop_at": "at the close"}, "stop_at='at the close': not a date or time"),
+        ("paper", {"flatten_margin_minutes": -1}, "flatten_margin_minutes=-1: Input should be "
+                                                  "greater than or equal to 0"),
+        ("paper", {"metrics_port": 65536}, "metrics_port=65536: Input should be less than or "
+                                           "equal to 65535"),
+        ("paper", {"metrics_port": "9100"}, "metrics_port='9100': Input should be a valid "
+                                            "integer"),
         ("report", {"backtest": "no", "run_dir": "."}, "backtest='no': Input should be a "
                                                        "valid boolean"),
     ],
@@ -202,6 +211,17 @@ def test_bad_values_name_the_parameter_the_value_and_the_rule(
     assert expected in message
     assert message.startswith(f"invalid {kind if kind != 'paper_session' else 'paper'} ")
     assert "pydantic" not in message and "errors.pydantic.dev" not in message
+
+
+def test_stop_time_margin_and_metrics_port(model: str) -> None:
+    params = validate_params("paper", {"model_path": model})
+    assert (params.stop_at, params.flatten_margin_minutes, params.metrics_port) == (
+        None, 5.0, None)
+    values = yaml.safe_load("stop_at: 2026-11-27T12:55:00-05:00\n"  # YAML reads a datetime
+                            "flatten_margin_minutes: 0\nmetrics_port: 0\n")
+    params = validate_params("paper", {"model_path": model, **values})
+    assert pd.Timestamp(params.stop_at) == pd.Timestamp("2026-11-27 17:55", tz="UTC")
+    assert (params.flatten_margin_minutes, params.metrics_port) == (0, 0)
 
 
 def test_several_problems_in_one_message() -> None:

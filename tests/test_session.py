@@ -131,7 +131,10 @@ def test_replay_at_speed_one_waits_a_cycle_per_bar(tiny_model: Model, tmp_path: 
     log = (tmp_path / "run" / "session.log.jsonl").read_text()
     lines = [json.loads(x) for x in log.splitlines()]
     times = [pd.Timestamp(x["time"]) for x in lines]
-    assert [x.get("cycle") for x in lines] == [None, 0, 1, 2, 3, 4, None]
+    assert [x["cycle"] for x in lines if "cycle" in x] == [0, 1, 2, 3, 4]
+    assert "cycle" not in lines[0] and "cycle" not in lines[-1]  # session start and end
+    events = {x.get("event") for x in lines}
+    assert {"order", "fill"} <= events  # a JSON line for every order and fill too
     assert (times[-1] - times[0]).total_seconds() >= 0.2  # 5 pauses of 0.05 s
 
 
@@ -249,7 +252,9 @@ def test_missing_model_and_reused_folder_are_clear_errors(tiny_model: Model,
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("model_path", ""), ("data", None), ("symbol", ""), ("broker", "ib"),
+    ("model_path", ""), ("data", None), ("symbol", ""), ("broker", "tws"), ("ib_port", 0),
+    ("ib_client_id", -1), ("metrics_port", 70000), ("stop_at", "2026-11-27 17:55"),
+    ("reconnect_timeout", 0),
     ("cycle_seconds", 0), ("cycle_seconds", float("nan")), ("session_minutes", -1),
     ("session_minutes", 0.1), ("trade_quantity", 2.5), ("trade_quantity", True),
     ("max_daily_loss", 0), ("max_position_value", "10000"), ("replay", False),
@@ -316,3 +321,24 @@ def test_logging_twice_adds_no_handlers_and_writes_json_lines(
 ])
 def test_cycle_line_reads_well(args: tuple[Any, ...], line: str) -> None:
     assert cycle_line(*args) == line
+
+
+def test_stop_at_ends_the_session_early_and_flat(tiny_model: Model, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+
+    def buy(self: LockedPolicy, obs: object) -> Decision:
+        calls["n"] += 1
+        return Decision(Action.BUY, "model", 0.0)
+
+    monkeypatch.setattr(LockedPolicy, "decide", buy)
+    stop = pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=1.5)
+    cfg = config(tiny_model, cycle_seconds=0.1, session_minutes=1.0, speed=1.0,
+                 stop_at=stop.isoformat(), flatten_at_end=True)
+    assert cfg.cycles == 600
+    result = run_session(cfg, tmp_path / "run")
+    assert 3 <= len(result.decisions) < 60  # about 15 cycles of 0.1 s before stop_at
+    assert result.final_position == 0  # flattened at stop_at
+    assert "stop_at" in (tmp_path / "run" / "session.log.jsonl").read_text()
+    with pytest.raises(InputError, match=r"stop_at .* has passed"):
+        run_session(config(tiny_model, stop_at="2020-01-01T00:00:00+00:00"), tmp_path / "b")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -140,8 +141,9 @@ def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> None:
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     """The main job on built-in data, every step a papermill run archived in runs/:
-    train (or reuse the cached model), backtest it on the held-out range, replay a paper
-    session with the simulated broker, and render the report on it."""
+    train (or reuse the cached model), backtest it on the held-out range, trade a paper
+    session through the IB gateway simulator (the real ib_async client over loopback),
+    and render the report on it."""
     from tradinglib import runs
 
     root = project_root()
@@ -157,8 +159,13 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         if kind == "report":
             overrides["run_dir"] = str(folders[-1][1])
         params = {**runs.load_params(file), **overrides}
-        result = _run_one(kind, params, label="demo", params_file=file, overrides=overrides,
-                          timeout=None, root=root, validate=validate, err=err)
+        with contextlib.ExitStack() as stack:
+            if kind == "paper":
+                overrides.update(_demo_gateway(stack, params, root, err))
+                params.update(overrides)
+            result = _run_one(kind, params, label="demo", params_file=file,
+                              overrides=overrides, timeout=None, root=root,
+                              validate=validate, err=err)
         folders.append((kind, result.path))
         if not result.ok:
             print(result.path)
@@ -168,6 +175,95 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  {kind:9} {folder}")
     print(f"report: {folders[-1][1] / runs.HTML_FILE}")
     return 0
+
+
+DEMO_BAR_SECONDS = 0.1
+"""Wall seconds per replayed bar in the demo's gateway."""
+
+
+def _demo_gateway(stack: contextlib.ExitStack, params: dict[str, Any], root: Path,
+                  err: Console) -> dict[str, Any]:
+    """Start the IB gateway simulator on a free loopback port, replaying the paper
+    parameters' data from the model's held-out start; the parameters that point the
+    paper session at it."""
+    from tradinglib.data import BUILTIN_SOURCES, load_bars
+    from tradinglib.gateway import Gateway, GatewayThread
+    from tradinglib.modelcard import read_card
+
+    card = read_card(resolve(params["model_path"], root))
+    start = card.holdout_data.start if card.holdout_data is not None else None
+    data = str(params.get("data", "googl-daily"))
+    bars = load_bars(data if data in BUILTIN_SOURCES else resolve(data, root))
+    gateway = stack.enter_context(GatewayThread(Gateway(
+        bars, symbol=str(params.get("symbol", "GOOGL")), start=start,
+        bar_seconds=DEMO_BAR_SECONDS)))
+    err.print(f"gateway simulator on 127.0.0.1:{gateway.port}: {data} from {start}, one bar "
+              f"every {DEMO_BAR_SECONDS} s", markup=False, highlight=False, soft_wrap=True)
+    return {"broker": "ib", "ib_port": gateway.port}
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> None:
+    from tradinglib.service import serve
+
+    serve(args.model, settings, host=args.host, port=args.port)
+
+
+def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> None:
+    """``tradinglib gateway``: serve the TWS protocol over replayed bars until Ctrl-C."""
+    import logging
+
+    from tradinglib.costs import Costs
+    from tradinglib.data import load_bars
+    from tradinglib.gateway import Faults, Gateway, serve_forever
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    faults = Faults(drop_after_messages=args.drop_after_messages, drop_at=_bar(args.drop_at),
+                    fill_delay_seconds=args.fill_delay, reject_next=args.reject_next,
+                    stop_bars_after=args.stop_bars_after)
+    gateway = Gateway(load_bars(args.data), symbol=args.symbol, account=args.account,
+                      cash=args.cash, costs=Costs(slippage_bps=args.slippage_bps),
+                      bar_seconds=args.bar_seconds, start=_bar(args.start), fill=args.fill,
+                      faults=faults)
+    serve_forever(gateway, host=args.host, port=args.port, allow_remote=args.allow_remote,
+                  announce=lambda line: print(line, flush=True))
+
+
+def _bar(text: str | None) -> int | str | None:
+    """A bar given on the command line: an index (``250``, ``-1``) or a time."""
+    return int(text) if text is not None and text.lstrip("-").isdigit() else text
+
+
+def _add_gateway_parser(sub: Any) -> None:
+    """The ``gateway`` command."""
+    p = sub.add_parser(
+        "gateway", help="TWS/IB Gateway simulator over replayed bars (paper account)",
+        description="Serve the TWS socket protocol on 127.0.0.1 for ib_async / ib_insync: a "
+                    "paper account, bars replayed from --data, fills with the backtest's "
+                    "cost model. Runs until Ctrl-C or SIGTERM.")
+    p.add_argument("--data", required=True, help="built-in name or CSV/Parquet path")
+    p.add_argument("--symbol", default="GOOGL", help="the stock the data is of (GOOGL)")
+    p.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --host (the gateway has no authentication)")
+    p.add_argument("--port", type=int, default=4002, help="TCP port, 0 for any (4002)")
+    p.add_argument("--account", default="DU1234567", help="paper account code")
+    p.add_argument("--cash", type=float, default=100_000.0, help="starting cash, USD")
+    p.add_argument("--bar-seconds", type=float, default=1.0,
+                   help="wall seconds per replayed bar (1.0)")
+    p.add_argument("--start", help="first 'now' bar: index or time (default: bar 250)")
+    p.add_argument("--fill", choices=("next_open", "close"), default="next_open",
+                   help="market orders fill at the next bar's open (default) or the close")
+    p.add_argument("--slippage-bps", type=float, default=0.0,
+                   help="adverse slippage per fill, basis points")
+    p.add_argument("--drop-after-messages", type=int, metavar="N",
+                   help="fault: close the client socket after N messages")
+    p.add_argument("--drop-at", metavar="BAR", help="fault: drop every client at this bar")
+    p.add_argument("--fill-delay", type=float, default=0.0, metavar="SECONDS",
+                   help="fault: report fills this many seconds late")
+    p.add_argument("--reject-next", metavar="REASON", help="fault: reject the first order")
+    p.add_argument("--stop-bars-after", type=int, metavar="N",
+                   help="fault: send clients N more bars, then none (stale data)")
+    p.set_defaults(func=_cmd_gateway)
 
 
 # --------------------------------------------------------------------------- runs
@@ -329,6 +425,10 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def _run_command(args: argparse.Namespace) -> int:
     from tradinglib import runs
 
+    if (args.calendar or args.now) and not args.at_open:
+        raise InputError("--calendar and --now only apply with --at-open")
+    if args.at_open and args.kind != "paper":
+        raise InputError(f"--at-open applies to 'run paper' only, not 'run {args.kind}'")
     root = project_root()
     err = Console(stderr=True)
     file = _params_path(args.params_file, args.kind, root)
@@ -344,12 +444,19 @@ def _run_command(args: argparse.Namespace) -> int:
         if args.report_params or (root / "params" / "report.yaml").is_file():
             report_file = _params_path(args.report_params, "report", root)
         report_params = runs.load_params(report_file)
+    given = {n: runs.parse_value(v) for n, v in overrides}
+    if args.at_open:
+        timing = _at_open(args, params)
+        if timing is None:
+            return 0
+        params.update(timing)
+        given.update(timing)
     timeout = args.timeout or None
     validate = _validator(err)
     common: dict[str, Any] = {"timeout": timeout, "root": root, "validate": validate,
                               "err": err}
-    result = _run_one(args.kind, params, label=label, params_file=file,
-                      overrides={n: runs.parse_value(v) for n, v in overrides}, **common)
+    result = _run_one(args.kind, params, label=label, params_file=file, overrides=given,
+                      **common)
     if args.kind != "paper" or args.no_report:
         print(result.path)
         return result.exit_code
@@ -363,6 +470,45 @@ def _run_command(args: argparse.Namespace) -> int:
                       overrides={"run_dir": str(result.path)}, **common)
     print(report.path)
     return report.exit_code
+
+
+def _at_open(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any] | None:
+    """``run paper --at-open``: print the plan; wait for the open if it is ahead (Ctrl-C
+    and SIGTERM interrupt). Returns the parameters to add (``stop_at``, the session's
+    close minus ``flatten_margin_minutes``, or an earlier ``stop_at`` given; none for a
+    replay), or None when not trading now.
+
+    Raises:
+        InputError: bad parameters, an unknown calendar or a bad ``--now``.
+        RetryableError: the clock did not reach the open within the wait limit.
+    """
+    import pandas as pd
+
+    from tradinglib import schedule
+    from tradinglib.exceptions import RetryableError
+    from tradinglib.params import validate_params
+
+    paper = validate_params("paper", params)
+    offset = pd.Timedelta(0) if args.now is None else \
+        schedule.parse_time(args.now, "--now") - pd.Timestamp.now(tz="UTC")
+
+    def clock() -> pd.Timestamp:
+        return pd.Timestamp.now(tz="UTC") + offset
+
+    plan = schedule.plan_at_open(
+        clock(), args.calendar or schedule.DEFAULT_CALENDAR, replay=paper.replay,
+        flatten_margin=pd.Timedelta(minutes=paper.flatten_margin_minutes))
+    print(plan.message, flush=True)
+    if plan.start_at is None:
+        return None
+    if not schedule.wait_until(plan.start_at, now=clock):
+        raise RetryableError(f"the clock did not reach {plan.start_at.isoformat()} within "
+                             f"{schedule.DEFAULT_WAIT_LIMIT}; check the system clock")
+    if plan.deadline is None:
+        return {}
+    stop = plan.deadline if paper.stop_at is None else \
+        min(plan.deadline, schedule.parse_time(paper.stop_at, "stop_at"))
+    return {"stop_at": stop.isoformat()}
 
 
 def _cmd_runs_list(args: argparse.Namespace, settings: Settings) -> None:
@@ -462,6 +608,42 @@ def _cmd_runs_show(args: argparse.Namespace, settings: Settings) -> None:
                             f"{len(problems)} problem(s): " + "; ".join(problems)))
 
 
+def _cmd_sweep(args: argparse.Namespace, settings: Settings) -> int:
+    """``tradinglib sweep``: every point of a sweep file as an archived run, on Dask."""
+    from tradinglib.runs import HTML_FILE
+    from tradinglib.sweep import load_sweep, run_sweep
+    from tradinglib.sweep.progress import ConsoleSweepProgress
+
+    root = project_root()
+    sweep = load_sweep(_params_path(args.sweep_file, "sweep", root), root)
+    where = args.scheduler or f"a LocalCluster of {args.workers} worker processes"
+    print(f"sweep {sweep.name} ({sweep.notebook}) on {where}")
+    progress = ConsoleSweepProgress(Console(stderr=True))
+    try:
+        outcome = run_sweep(sweep, workers=args.workers, scheduler=args.scheduler, root=root,
+                            timeout=args.timeout or None, progress=progress)
+    finally:
+        progress.close()
+    resumed = sum(o.skipped for o in outcome.outcomes)
+    if not outcome.ran:
+        print(f"nothing new to run: all {resumed} points are archived ok (resumed)")
+    else:
+        print(f"{len(outcome.points) - outcome.failed} of {len(outcome.points)} points ok "
+              f"({resumed} resumed, {outcome.ran} run in {outcome.wall_s:.1f}s)")
+    for point, result in zip(outcome.points, outcome.outcomes, strict=True):
+        if result.error_text:
+            print(f"  failed: {point.describe()}: {result.error_text}")
+    for folder in outcome.leftovers:
+        print(f"  incomplete run folder (its worker died): {folder}")
+    print(f"summary: {outcome.summary}")
+    if outcome.report is not None and not outcome.report.ok and outcome.report.error:
+        print(f"report failed: {outcome.report.error.summary()} ({outcome.report.path})")
+    elif (outcome.folder / HTML_FILE).is_file():
+        print(f"report:  {outcome.folder / HTML_FILE}")
+    print(outcome.folder)
+    return 0 if outcome.ok else 1
+
+
 def _add_train_args(p: argparse.ArgumentParser, *, data: str | None, steps: int,
                     out: str | None) -> None:
     p.add_argument("--data", default=data, required=data is None,
@@ -516,6 +698,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "all through papermill, on built-in GOOGL daily bars")
     demo.add_argument("--steps", type=int, help="training steps (default: params/train.yaml)")
     demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser(
+        "serve", help="serve a model over HTTP (POST /predict, GET /health, GET /metrics)",
+        description="The inference service: FastAPI on uvicorn, one worker, JSON logs on "
+                    "stderr. Binds AI_SERVICE_HOST:AI_SERVICE_PORT (default 127.0.0.1:8000); "
+                    "any non-loopback address requires AI_SERVICE_TOKEN. Stop with Ctrl-C.")
+    serve.add_argument("--model", required=True, help="models/NAME.zip (with its card)")
+    serve.add_argument("--host", help="bind address (default AI_SERVICE_HOST)")
+    serve.add_argument("--port", type=int, help="TCP port, 0 for any free one (default "
+                                                "AI_SERVICE_PORT)")
+    serve.set_defaults(func=_cmd_serve)
+    _add_gateway_parser(sub)
     _add_run_parsers(sub)
     return parser
 
@@ -546,6 +740,21 @@ def _add_run_parsers(sub: Any) -> None:
     run.add_argument("--report-params", metavar="FILE",
                      help="paper: parameters of the report run (default params/report.yaml "
                           "where present); run_dir is set to the paper run")
+    # the defaults of tradinglib.schedule are written out (tested): importing it here
+    # would load pandas for every command
+    run.add_argument("--at-open", action="store_true",
+                     help="paper: trade in the exchange's regular session: now if it is "
+                          "open, else after waiting for today's open (at most 18 h), until "
+                          "the close "
+                          "minus flatten_margin_minutes (stop_at); on a weekend, a holiday "
+                          "or after the close, print the next open and exit 0. A replay "
+                          "session runs at once")
+    run.add_argument("--calendar", metavar="NAME",
+                     help="--at-open: the exchange calendar, a pandas_market_calendars name "
+                          "(default XNYS)")
+    run.add_argument("--now", metavar="ISO-TIME",
+                     help="--at-open: pretend it is this time (dry runs, tests), with a UTC "
+                          "offset, e.g. 2026-11-26T09:25-05:00")
     run.set_defaults(func=_cmd_run)
 
     runs = sub.add_parser("runs", help="list and show archived runs").add_subparsers(
@@ -558,6 +767,25 @@ def _add_run_parsers(sub: Any) -> None:
     show = runs.add_parser("show", help="manifest, parameters, results and files of a run")
     show.add_argument("run", help="run id, unique id prefix, 'last', or a run folder path")
     show.set_defaults(func=_cmd_runs_show)
+
+    sweep = sub.add_parser(
+        "sweep", help="run every point of a sweep file as an archived run, on Dask",
+        description="Run each point of a sweep file (params/sweeps/NAME.yaml) as an archived "
+                    "run tagged with the sweep, on a Dask LocalCluster or the cluster at "
+                    "--scheduler. Points archived ok before are skipped (resume). Writes "
+                    "runs/sweeps/NAME/ (sweep.yaml, summary.csv, report.html); the last line "
+                    "printed is that folder. Exit status: 0 all ok, 1 a point failed, 2 bad "
+                    "input.")
+    sweep.add_argument("sweep_file", help="the sweep file; relative to the working "
+                                          "directory, else to the project root")
+    sweep.add_argument("--workers", type=int, default=2, metavar="N",
+                       help="worker processes of the local cluster (default 2)")
+    sweep.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running Dask scheduler, e.g. tcp://10.0.0.5:8786, instead of "
+                            "a local cluster")
+    sweep.add_argument("--timeout", type=int, default=DEFAULT_CELL_TIMEOUT_S,
+                       metavar="SECONDS", help="per-cell time limit of every run (0: none)")
+    sweep.set_defaults(func=_cmd_sweep)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

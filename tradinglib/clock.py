@@ -5,6 +5,7 @@ cycle, to wait for the next one (:meth:`Clock.advance`). Nothing else in the dec
 path reads the time: the clock is passed in, never taken from a global.
 
 - :class:`WallClock`: real time; a cycle starts every ``cycle_seconds``.
+- :class:`FeedClock`: a live feed's time; a cycle starts when a new bar arrives.
 - :class:`ReplayClock`: historical time; each cycle is one bar. ``now()`` is the time
   of the current bar; :meth:`ReplayClock.advance` moves to the next bar after a wall
   pause of ``cycle_seconds / speed`` per cycle (``speed`` 1 = real time, 10 = ten times
@@ -131,4 +132,56 @@ class ReplayClock:
         if self._pacer is not None:
             self._pacer.wait()
         self._i += 1
+        return True
+
+
+class BarFeed(Protocol):
+    """A market data feed that a :class:`FeedClock` follows (e.g. the IB broker)."""
+
+    def wait_for_bar(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for a new bar; True if one arrived."""
+        ...
+
+    def server_time(self) -> pd.Timestamp:
+        """The feed's current time, tz-aware (its replay time under a simulator)."""
+        ...
+
+    def latest_bar_time(self) -> pd.Timestamp | None:
+        """The time of the newest bar received, tz-aware; None before any."""
+        ...
+
+
+class FeedClock:
+    """Live time: a cycle starts when the feed delivers a new bar.
+
+    :meth:`advance` waits for the next bar, at most ``wait_seconds`` (then the cycle
+    starts anyway, on stale data, and the session holds). :meth:`now` is the feed's
+    server time (read once, at the start) plus the wall time elapsed since, or the
+    newest bar's time if that is later: a real gateway's time runs with the wall clock,
+    a simulator's replay time jumps with its bars. No request per cycle.
+
+    Args:
+        feed: what delivers the bars and the time.
+        wait_seconds: the longest wait for a bar, seconds (> 0).
+
+    Raises:
+        InputError: ``wait_seconds`` is not a finite number > 0.
+    """
+
+    def __init__(self, feed: BarFeed, wait_seconds: float) -> None:
+        self._feed = feed
+        self.wait_seconds = _positive_seconds("wait_seconds", wait_seconds)
+
+        self._base, self._at = feed.server_time(), time.monotonic()
+
+    def now(self) -> pd.Timestamp:
+        """The feed's time: its server time plus the wall time since it was read, or the
+        newest bar's time if later."""
+        running = self._base + pd.Timedelta(seconds=time.monotonic() - self._at)
+        bar = self._feed.latest_bar_time()
+        return running if bar is None or bar <= running else bar
+
+    def advance(self) -> bool:
+        """Wait for the next bar (at most ``wait_seconds``); always True."""
+        self._feed.wait_for_bar(self.wait_seconds)
         return True

@@ -124,20 +124,24 @@ class Journal:
             created.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, resume: bool = False) -> None:
         self.path = Path(path)
-        if self.path.exists():
+        if self.path.exists() and not resume:
             raise JournalError(f"{self.path} exists already; a journal is written once, "
-                               "use a new run folder")
+                               "use a new run folder (or resume the run it belongs to)")
+        if resume and not self.path.is_file():
+            raise JournalError(f"no journal at {self.path} to resume; start a new session")
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 self.path, isolation_level=None)  # autocommit: each statement commits
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            for table, columns in TABLES.items():
-                self._conn.execute(f"CREATE TABLE {table} ({columns})")
+            if not resume:
+                for table, columns in TABLES.items():
+                    self._conn.execute(f"CREATE TABLE {table} ({columns})")
         except sqlite3.Error as exc:
-            raise JournalError(f"cannot create the journal {self.path}: {exc}") from None
+            raise JournalError(f"cannot {'open' if resume else 'create'} the journal "
+                               f"{self.path}: {exc}") from None
 
     def __enter__(self) -> Journal:
         return self

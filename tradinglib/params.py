@@ -65,6 +65,7 @@ __all__ = [
     "PaperParams",
     "ParameterScope",
     "ReportParams",
+    "SweepReportParams",
     "TrainParams",
     "cached_card",
     "cached_model_matches",
@@ -336,12 +337,25 @@ class BacktestParams(_TradingParams):
 class PaperParams(_TradingParams):
     """Parameters of ``notebooks/paper_session.ipynb``: one paper-trading session.
 
-    ``broker`` is ``"sim"`` (tradinglib's simulated broker). Interactive Brokers adds
-    ``"ib"`` to the Literal and ``ib_host``/``ib_port``/``ib_client_id`` fields here;
-    :meth:`session_config` passes on every field that :class:`SessionConfig` has.
+    ``broker`` is ``"sim"`` (tradinglib's simulated broker) or ``"ib"`` (an Interactive
+    Brokers paper account at ``ib_host:ib_port``: TWS, IB Gateway or ``tradinglib
+    gateway``; live ports are refused). :meth:`session_config` passes on every field
+    that :class:`SessionConfig` has.
     """
 
-    broker: Literal["sim"] = Field("sim", description="order routing: sim (simulated)")
+    broker: Literal["sim", "ib"] = Field("sim", description="order routing: sim (simulated) "
+                                                            "or ib (IB paper account)")
+    ib_host: str = Field("127.0.0.1", min_length=1, description="ib: TWS / IB Gateway host")
+    ib_port: int = Field(4002, ge=1, le=65535,
+                         description="ib: API port (paper: TWS 7497, IB Gateway 4002)")
+    ib_client_id: int = Field(1, ge=0, description="ib: API client id")
+    ib_bar_size: str = Field("1 day", min_length=1,
+                             description="ib: bar size, e.g. '1 day', '5 mins', '1 min'")
+    ib_history: str = Field("2 Y", min_length=1,
+                            description="ib: history asked for at start (feature warm-up)")
+    inference_url: str | None = Field(None, description="decide through the inference "
+                                                        "service at this URL (tradinglib "
+                                                        "serve); None: load model_path")
     symbol: str = Field("GOOGL", min_length=1, description="instrument traded")
     cycle_seconds: float = Field(None, gt=0, allow_inf_nan=False,  # type: ignore[assignment]
                                  description="seconds between decisions; None: "
@@ -353,6 +367,18 @@ class PaperParams(_TradingParams):
     speed: float = Field(0.0, ge=0, allow_inf_nan=False,
                          description="replay speed-up; 0: as fast as possible")
     flatten_at_end: bool = Field(True, description="close the position when the session ends")
+    stop_at: str | None = Field(None, description="ISO time with a UTC offset: the session "
+                                                  "never trades past it and is flat by then; "
+                                                  "None: no limit (run paper --at-open sets "
+                                                  "the close minus flatten_margin_minutes)")
+    flatten_margin_minutes: float = Field(5.0, ge=0, le=600, allow_inf_nan=False,
+                                          description="minutes before the exchange close "
+                                                      "when trading stops and the position "
+                                                      "is flattened")
+    metrics_port: int | None = Field(None, ge=0, le=65535,
+                                     description="serve Prometheus metrics on 127.0.0.1 at "
+                                                 "this port during the session; 0: a free "
+                                                 "port; None: no metrics server")
     # a session never reuses a folder (its journal refuses to), so each run gets its own
     output_dir: str = _output_field("paper", f"runs/lab/paper-{TIME_PLACEHOLDER}")
 
@@ -360,6 +386,18 @@ class PaperParams(_TradingParams):
     @classmethod
     def _session_default(cls, value: object, info: ValidationInfo) -> object:
         return _from_settings(str(info.field_name), value)
+
+    @field_validator("stop_at", mode="before")
+    @classmethod
+    def _stop_time(cls, value: object) -> object:
+        return _check_time(value)
+
+    @field_validator("stop_at")
+    @classmethod
+    def _stop_has_offset(cls, value: str | None) -> str | None:
+        if value is not None and pd.Timestamp(value).tzinfo is None:
+            raise ValueError("a stop time needs a UTC offset, e.g. 2026-11-27T17:55:00+00:00")
+        return value
 
     def session_config(self, run_id: str | None = None) -> SessionConfig:
         """The :class:`tradinglib.session.SessionConfig` of these parameters.
@@ -443,6 +481,42 @@ class ExploreParams(_DataParams):
         return None if self.model_path is None else resolve(self.model_path)
 
 
+class SweepReportParams(_Params):
+    """Parameters of ``notebooks/sweep_report.ipynb``: the report of a sweep's points."""
+
+    sweep_dir: str = Field(None,  # type: ignore[assignment]
+                           description="the sweep folder (runs/sweeps/NAME); None: the "
+                                       "newest sweep under runs/sweeps")
+    metric: str | None = Field(None, description="figure the points are ranked by (highest "
+                                                 "is best); None: the sweep file's metric")
+    output_dir: str = _output_field("sweep_report")
+
+    @field_validator("sweep_dir", mode="before")
+    @classmethod
+    def _sweep_default(cls, value: object) -> object:
+        if value is None:
+            folder = resolve("runs/sweeps")
+            found = sorted(folder.glob("*/summary.csv"), key=lambda p: p.stat().st_mtime)
+            if not found:
+                raise ValueError(f"no sweep under {folder}; run one first with "
+                                 "`tradinglib sweep params/sweeps/seeds.yaml`")
+            return str(found[-1].parent)
+        return _as_text(value)
+
+    @field_validator("sweep_dir")
+    @classmethod
+    def _sweep_exists(cls, value: str) -> str:
+        if not (resolve(value) / "summary.csv").is_file():
+            raise ValueError(f"{resolve(value)} has no summary.csv: not a sweep folder; run "
+                             "the sweep first with `tradinglib sweep params/sweeps/NAME.yaml`")
+        return value
+
+    @property
+    def sweep_path(self) -> Path:
+        """The sweep folder as an absolute path."""
+        return resolve(self.sweep_dir)
+
+
 PARAMS_MODELS: Final[Mapping[str, type[_Params]]] = {
     "train": TrainParams,
     "backtest": BacktestParams,
@@ -451,6 +525,8 @@ PARAMS_MODELS: Final[Mapping[str, type[_Params]]] = {
     "explore": ExploreParams,
 }
 _ALIASES: Final = {"paper_session": "paper"}
+_OTHER_MODELS: Final[Mapping[str, type[_Params]]] = {"sweep_report": SweepReportParams}
+"""Notebooks that are not ``tradinglib run`` kinds (the sweep report, run by the sweep)."""
 
 
 # ------------------------------------------------------------------ validation
@@ -458,10 +534,11 @@ _ALIASES: Final = {"paper_session": "paper"}
 
 def _model_of(kind: str) -> tuple[str, type[_Params]]:
     name = _ALIASES.get(kind, kind)
-    if name not in PARAMS_MODELS:
-        raise InputError(f"unknown notebook kind {kind!r}{did_you_mean(name, PARAMS_MODELS)}; "
-                         f"kinds: {', '.join(PARAMS_MODELS)}")
-    return name, PARAMS_MODELS[name]
+    models = {**PARAMS_MODELS, **_OTHER_MODELS}
+    if name not in models:
+        raise InputError(f"unknown notebook kind {kind!r}{did_you_mean(name, models)}; "
+                         f"kinds: {', '.join(models)}")
+    return name, models[name]
 
 
 def _shown(value: object) -> str:

@@ -525,7 +525,8 @@ class Comparison:
 def compare_runs(paper_decisions: pd.DataFrame, backtest_decisions: pd.DataFrame,
                  paper_equity: pd.Series | None = None,
                  backtest_equity: pd.Series | None = None) -> Comparison:
-    """Compare actions decision by decision (matched on time, in UTC) and the equity curves.
+    """Compare actions decision by decision (matched on time, in UTC; the first decision
+    of a bar decided more than once) and the equity curves.
 
     Raises:
         InputError: a decisions table lacks the ``time`` or ``action`` column.
@@ -536,7 +537,10 @@ def compare_runs(paper_decisions: pd.DataFrame, backtest_decisions: pd.DataFrame
             raise InputError(f"{name} decisions need time and action columns, "
                              f"got {list(frame.columns)}")
         actions = _action_names(frame["action"]) if len(frame) else pd.Series(dtype=str)
-        frames.append(pd.Series(actions.to_numpy(), index=_utc(frame["time"]), name=name))
+        series = pd.Series(actions.to_numpy(), index=_utc(frame["time"]), name=name)
+        # a live session holds again on a bar it decided on already (stale data): the
+        # first decision per bar is the model's
+        frames.append(series[~series.index.duplicated(keep="first")])
     paper, back = frames
     joined = pd.concat([paper, back], axis=1, join="inner")
     differ = joined[joined["paper"] != joined["backtest"]]

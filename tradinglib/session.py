@@ -28,24 +28,43 @@ cycles. So a session over decision bars b_0 .. b_(n-1) without flattening takes 
 actions, fills and equity marks as ``run_backtest(bars, policy, start=b_0, end=b_n)``.
 The guard is shown nothing between orders (no :meth:`RiskGuard.observe
 <tradinglib.risk.RiskGuard.observe>`), as in the backtest, so its state matches too.
+
+Interactive Brokers (``broker="ib"``, :mod:`tradinglib.broker.ib`): a
+:class:`~tradinglib.clock.FeedClock` starts a cycle when a new bar arrives (at most
+``cycle_seconds`` of waiting; a cycle without a new bar holds, "stale data", and is
+journaled as a gap). A lost connection costs the cycle it happened in: no new order,
+reconnect with backoff, book the executions made meanwhile, journal the gap, go on.
+The account is not synced while an order is in flight. At the end working orders are
+cancelled. ``stop_at`` ends the cycles early (then flatten). ``resume`` continues a
+session whose process died, from its journal and the broker's executions.
 """
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import math
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from tradinglib.broker.base import Broker, BrokerFill, OrderRequest, OrderState
+from tradinglib.broker.base import (
+    Broker,
+    BrokerFill,
+    BrokerUnavailable,
+    OrderRequest,
+    OrderState,
+)
 from tradinglib.broker.sim import SimBroker
-from tradinglib.clock import Clock, ReplayClock
+from tradinglib.clock import Clock, FeedClock, ReplayClock
 from tradinglib.config import Settings
 from tradinglib.costs import Costs
 from tradinglib.data import BUILTIN_SOURCES, load_bars
@@ -53,21 +72,61 @@ from tradinglib.exceptions import DataError, InputError, did_you_mean
 from tradinglib.execution import check_decision
 from tradinglib.features import account_features, build_observation, market_features
 from tradinglib.inference import LockedPolicy
-from tradinglib.journal import DecisionRecord, Journal, observation_sha256, utc_text
+from tradinglib.journal import (
+    DecisionRecord,
+    Journal,
+    JournalError,
+    observation_sha256,
+    read_journal,
+    utc_text,
+)
 from tradinglib.logs import cycle_line, setup_logging, teardown_logging
 from tradinglib.metrics import trading_metrics
+from tradinglib.modelcard import ModelCard, read_card
 from tradinglib.paths import resolve
-from tradinglib.portfolio import Portfolio
+from tradinglib.portfolio import Fill, Portfolio
 from tradinglib.risk import MarketState, OrderIntent, RiskGuard, RiskLimits
-from tradinglib.types import Action, Observation
+from tradinglib.telemetry import SessionMetrics, serve_metrics
+from tradinglib.types import Action, Decision, Observation
 
 JOURNAL_FILE = "journal.sqlite"
 """The journal's file name inside the run folder."""
 
-BROKERS = ("sim",)
-"""Brokers a session can use: ``"sim"``, the in-process simulated broker (replay)."""
+BROKERS = ("sim", "ib")
+"""Brokers a session can use: ``"sim"``, the in-process simulated broker (replay), and
+``"ib"``, an Interactive Brokers paper account (TWS, IB Gateway or ``tradinglib gateway``)."""
+
+_RECONNECT_FIRST_DELAY_S = 0.25
+_RECONNECT_MAX_DELAY_S = 8.0
+_FILL_POLL_S = 0.02
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class SessionPolicy(Protocol):
+    """What a session needs of a policy: :class:`~tradinglib.inference.LockedPolicy`,
+    or :class:`~tradinglib.remote.RemotePolicy` for the inference service."""
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the model zip."""
+        ...
+
+    @property
+    def backend(self) -> str:
+        """How it infers (e.g. ``"numpy"``, ``"sb3"``, ``"remote"``)."""
+        ...
+
+    @property
+    def card(self) -> ModelCard | None:
+        """The model card, if known."""
+        ...
+
+    def decide(self, obs: object) -> Decision:
+        """The action for ``obs``; HOLD with the reason when no answer can be had."""
+        ...
 
 
 def _is_number(value: object) -> bool:
@@ -84,8 +143,11 @@ class SessionConfig:
             project root.
         data: a built-in data set name (e.g. ``"googl-daily"``) or a bars file path.
         symbol: the instrument traded.
-        broker: ``"sim"`` (in-process simulated broker over ``data``).
-        cycle_seconds: seconds per cycle (in replay, one cycle is one bar).
+        broker: ``"sim"`` (in-process simulated broker over ``data``) or ``"ib"``
+            (Interactive Brokers paper account at ``ib_host:ib_port``; bars come from IB,
+            ``data`` is not read).
+        cycle_seconds: seconds per cycle (in replay, one cycle is one bar; with ``"ib"``
+            a cycle starts on each new bar, and waits at most this long for one).
         session_minutes: session length; cycles = session_minutes x 60 / cycle_seconds
             (rounded down, at least 1).
         trade_quantity: shares per order.
@@ -100,6 +162,19 @@ class SessionConfig:
         flatten_at_end: close the position with a market order after the last cycle.
         run_id: prefix of order refs (``f"{run_id}-{cycle}"``) and the journal's run id;
             None uses the output folder's name.
+        ib_host, ib_port, ib_client_id: where TWS / IB Gateway listens (``"ib"``); the
+            live ports 7496 and 4001 are refused.
+        ib_bar_size, ib_history: IB bar size (``"1 day"``, ``"1 min"``, ...) and the
+            history asked for at connect (``"2 Y"``, ``"2 D"``, ...) for feature warm-up.
+        stop_at: ISO time with a UTC offset: no cycle starts after it, and the position
+            is flattened then (``run paper --at-open`` sets the close minus a margin).
+        metrics_port: serve Prometheus metrics on 127.0.0.1 at this port (0: a free
+            port; None: none).
+        inference_url: decide through the inference service at this URL
+            (:class:`~tradinglib.remote.RemotePolicy`) instead of loading the model
+            in-process; None loads ``model_path``.
+        reconnect_timeout: seconds to keep reconnecting after a dropped connection
+            before the session fails.
 
     Raises:
         InputError: a field of the wrong type or out of range; the message names it.
@@ -121,6 +196,15 @@ class SessionConfig:
     slippage_bps: float = 0.0
     flatten_at_end: bool = True
     run_id: str | None = None
+    ib_host: str = "127.0.0.1"
+    ib_port: int = 4002
+    ib_client_id: int = 1
+    ib_bar_size: str = "1 day"
+    ib_history: str = "2 Y"
+    stop_at: str | None = None
+    metrics_port: int | None = None
+    inference_url: str | None = None
+    reconnect_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         for name in ("model_path", "data"):
@@ -138,7 +222,8 @@ class SessionConfig:
                 ("cycle_seconds", None, "seconds"), ("session_minutes", None, "minutes"),
                 ("max_daily_loss", None, "USD"), ("max_position_value", None, "USD"),
                 ("cash", None, "USD"), ("speed", 0, "cycles per cycle_seconds"),
-                ("slippage_bps", 0, "basis points")):
+                ("slippage_bps", 0, "basis points"),
+                ("reconnect_timeout", None, "seconds")):
             value = getattr(self, name)
             if not _is_number(value) or (value < 0 if minimum == 0 else value <= 0):
                 bound = ">= 0" if minimum == 0 else "> 0"
@@ -161,6 +246,19 @@ class SessionConfig:
                 f"cycle of {self.cycle_seconds} s; make it at least {self.cycle_seconds / 60:g}")
         if self.start is not None:
             _parse_start(self.start)
+        for name, low in (("ib_port", 1), ("ib_client_id", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) \
+                    or not low <= value <= 2**31 - 1:
+                raise InputError(f"SessionConfig.{name} must be an integer >= {low}, "
+                                 f"got {value!r}")
+        if self.metrics_port is not None and (
+                isinstance(self.metrics_port, bool) or not isinstance(self.metrics_port, int)
+                or not 0 <= self.metrics_port <= 65535):
+            raise InputError(f"SessionConfig.metrics_port must be a port 0..65535 (0: a free "
+                             f"port) or None, got {self.metrics_port!r}")
+        if self.stop_at is not None:
+            self.deadline()
         if self.run_id is not None and (not isinstance(self.run_id, str) or not self.run_id
                                         or any(c.isspace() for c in self.run_id)):
             raise InputError(f"SessionConfig.run_id must be a non-empty string without "
@@ -199,6 +297,23 @@ class SessionConfig:
     def cycles(self) -> int:
         """Planned cycles: ``session_minutes * 60 / cycle_seconds``, rounded down."""
         return int(self.session_minutes * 60 / self.cycle_seconds + 1e-9)
+
+    def deadline(self) -> pd.Timestamp | None:
+        """``stop_at`` as a UTC Timestamp, or None.
+
+        Raises:
+            InputError: ``stop_at`` is not a time with a UTC offset.
+        """
+        if self.stop_at is None:
+            return None
+        try:
+            stamp = pd.Timestamp(self.stop_at)
+        except (ValueError, TypeError):
+            stamp = None
+        if stamp is None or stamp.tzinfo is None:
+            raise InputError(f"SessionConfig.stop_at must be an ISO time with a UTC offset, "
+                             f"e.g. '2026-11-27T17:55:00+00:00', got {self.stop_at!r}")
+        return stamp.tz_convert("UTC")
 
     def risk_limits(self) -> RiskLimits:
         """The :class:`~tradinglib.risk.RiskLimits` of this session (other limits default)."""
@@ -281,8 +396,14 @@ class SessionResult:
         }
 
 
-def run_session(config: SessionConfig, output_dir: str | Path) -> SessionResult:
+def run_session(config: SessionConfig, output_dir: str | Path, *,
+                resume: bool = False) -> SessionResult:
     """Run a paper session as ``config`` says; journal and log into ``output_dir``.
+
+    With ``resume`` (broker ``"ib"`` only), continue the session whose journal is in
+    ``output_dir`` after its process died: the portfolio is rebuilt from the journal,
+    the broker's executions since are booked, cycles go on from the next number, and an
+    order whose ref IB already has is never sent again.
 
     Writes ``output_dir``/journal.sqlite (see :mod:`tradinglib.journal`) and
     session.log.jsonl (see :mod:`tradinglib.logs`) and prints one line per cycle. On any
@@ -293,20 +414,30 @@ def run_session(config: SessionConfig, output_dir: str | Path) -> SessionResult:
         ModelError: the model or its card is missing or does not match.
         DataError: the data cannot be read, or has too few bars from ``start``.
         InputError: no held-out range in the model card and no ``start``.
-        JournalError: ``output_dir`` holds a journal already.
+        JournalError: ``output_dir`` holds a journal already (without ``resume``), or
+            none (with it).
     """
     out = Path(output_dir)
     run_id = config.run_id or out.name
+    if resume and config.broker == "sim":
+        raise InputError("resume needs broker='ib': a replay with the sim broker keeps no "
+                         "state outside the process; run it again in a new folder")
     out.mkdir(parents=True, exist_ok=True)
     setup_logging(out)
     try:
-        with Journal(out / JOURNAL_FILE) as journal:
-            journal.set_meta("run_id", run_id)
-            journal.set_meta("config", config.to_dict())
-            journal.set_meta("started", utc_text(pd.Timestamp.now(tz="UTC")))
+        with Journal(out / JOURNAL_FILE, resume=resume) as journal:
+            previous = read_journal(journal.path) if resume else None
+            if previous is not None:
+                _check_resumable(previous, run_id)
+                log.warning("resuming session %s after cycle %d", run_id,
+                            len(previous["decisions"]) - 1)
+            else:
+                journal.set_meta("run_id", run_id)
+                journal.set_meta("config", config.to_dict())
+                journal.set_meta("started", utc_text(pd.Timestamp.now(tz="UTC")))
             journal.set_meta("status", "running")
             try:
-                result = _run(config, run_id, journal)
+                result = _run(config, run_id, journal, previous)
             except BaseException as exc:
                 journal.set_meta("status", f"failed: {type(exc).__name__}: {exc}")
                 journal.set_meta("finished", utc_text(pd.Timestamp.now(tz="UTC")))
@@ -320,31 +451,101 @@ def run_session(config: SessionConfig, output_dir: str | Path) -> SessionResult:
         teardown_logging()
 
 
-def _run(config: SessionConfig, run_id: str, journal: Journal) -> SessionResult:
-    """Load the model and data, connect the broker, run the cycles."""
+def _check_resumable(previous: dict[str, pd.DataFrame], run_id: str) -> None:
+    """Raise JournalError unless ``previous`` is a journal of run ``run_id``."""
+    meta = dict(zip(previous["meta"]["key"], previous["meta"]["value"], strict=True))
+    if meta.get("run_id") != run_id:
+        raise JournalError(f"the journal belongs to run {meta.get('run_id')!r}, not "
+                           f"{run_id!r}; resume with the same run_id")
+    if "start_account" not in meta:
+        raise JournalError("the journal has no start_account: the session died before "
+                           "its first cycle; start a new session instead")
+
+
+def _run(config: SessionConfig, run_id: str, journal: Journal,
+         previous: dict[str, pd.DataFrame] | None = None) -> SessionResult:
+    """Load the model, connect the broker, serve metrics, run the cycles."""
+    deadline = config.deadline()
+    if deadline is not None and pd.Timestamp.now(tz="UTC") >= deadline:
+        raise InputError(f"SessionConfig.stop_at {config.stop_at} has passed: there is no "
+                         f"time left to trade; give a later stop_at (or None)")
     model_path = resolve(config.model_path)
-    policy = LockedPolicy.load(model_path)
+    policy = _load_policy(config, model_path)
+    metrics = SessionMetrics()
+    if config.broker == "sim":
+        broker, clock, cycles, first = _sim_broker(config, policy, journal)
+    else:
+        broker, clock, cycles, first = _ib_broker(config, run_id, metrics)
+    journal.set_meta("model", {"path": str(model_path), "sha256": policy.sha256,
+                               "backend": policy.backend})
+    journal.set_meta("data", {"source": str(config.data) if config.broker == "sim" else
+                              f"ib://{config.ib_host}:{config.ib_port}/{config.symbol}",
+                              "first_bar": utc_text(first), "cycles": cycles})
+    log.info("session %s: %d cycles of %s from %s, model %s (sha256 %s), %s broker, speed %g",
+             run_id, cycles, config.symbol, first, model_path.name, policy.sha256[:12],
+             config.broker, config.speed)
+    server = serve_metrics(metrics, port=config.metrics_port) \
+        if config.metrics_port is not None else None
+    if server is not None:
+        journal.set_meta("metrics_url", server.url)
+        log.info("metrics: %s", server.url)
+    try:
+        session = _Session(config, run_id, policy, broker, clock, journal, metrics)
+        if previous is not None:
+            session.restore(previous)
+        return session.run(cycles)
+    finally:
+        broker.close()
+        if server is not None:
+            server.close()
+
+
+def _load_policy(config: SessionConfig, model_path: Path) -> SessionPolicy:
+    """The in-process model, or the inference service at ``config.inference_url``."""
+    if config.inference_url is None:
+        return LockedPolicy.load(model_path)
+    from tradinglib.config import load_settings
+    from tradinglib.remote import RemotePolicy
+
+    token = load_settings().ai_service_token  # AI_SERVICE_TOKEN, if the service needs one
+    remote: SessionPolicy = RemotePolicy(config.inference_url, card=read_card(model_path),
+                                         token=token)
+    return remote
+
+
+def _sim_broker(config: SessionConfig, policy: SessionPolicy, journal: Journal
+                ) -> tuple[Broker, Clock, int, pd.Timestamp]:
+    """The simulated broker over ``config.data``, its replay clock, the cycles."""
     source = str(config.data) if str(config.data) in BUILTIN_SOURCES else resolve(config.data)
     bars = load_bars(source)
     times, cycles = _replay_times(config, policy, bars)
-    journal.set_meta("model", {"path": str(model_path), "sha256": policy.sha256,
-                               "backend": policy.backend})
-    journal.set_meta("data", {"source": str(source), "first_bar": utc_text(times[0]),
-                              "cycles": cycles})
     clock = ReplayClock(times, cycle_seconds=config.cycle_seconds, speed=config.speed)
     broker = SimBroker(bars, clock, costs=config.costs(), cash=config.cash,
                        symbol=config.symbol)
-    log.info("session %s: %d cycles of %s from %s, model %s (sha256 %s), %s broker, speed %g",
-             run_id, cycles, config.symbol, times[0], model_path.name, policy.sha256[:12],
-             config.broker, config.speed)
+    broker.connect()
+    return broker, clock, cycles, pd.Timestamp(times[0])
+
+
+def _ib_broker(config: SessionConfig, run_id: str, metrics: SessionMetrics
+               ) -> tuple[Broker, Clock, int, pd.Timestamp]:
+    """The IB paper account, connected; a clock following its bars; the cycles."""
+    from tradinglib.broker.ib import IBBroker
+
+    broker = IBBroker(host=config.ib_host, port=config.ib_port,
+                      client_id=config.ib_client_id, symbol=config.symbol,
+                      ref_prefix=f"{run_id}-", bar_size=config.ib_bar_size,
+                      history=config.ib_history, on_connection=metrics.set_connected)
     broker.connect()
     try:
-        return _Session(config, run_id, policy, broker, clock, journal).run(cycles)
-    finally:
+        clock = FeedClock(broker, wait_seconds=config.cycle_seconds)
+        first = pd.Timestamp(broker.bars(config.symbol).index[-1])
+    except BaseException:
         broker.close()
+        raise
+    return broker, clock, config.cycles, first
 
 
-def _replay_times(config: SessionConfig, policy: LockedPolicy, bars: pd.DataFrame
+def _replay_times(config: SessionConfig, policy: SessionPolicy, bars: pd.DataFrame
                   ) -> tuple[pd.DatetimeIndex, int]:
     """The bar times the replay clock plays, and the number of decision cycles.
 
@@ -380,6 +581,11 @@ def _replay_times(config: SessionConfig, policy: LockedPolicy, bars: pd.DataFram
     return index[first:first + cycles + reserve], cycles
 
 
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """The rows of ``frame`` as dicts (column -> value)."""
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+
+
 @dataclass(slots=True)
 class _Mark:
     """The account marked at a bar's close."""
@@ -392,15 +598,21 @@ class _Mark:
 class _Session:
     """The cycle loop's state: portfolio, guard, what happened so far."""
 
-    def __init__(self, config: SessionConfig, run_id: str, policy: LockedPolicy,
-                 broker: Broker, clock: Clock, journal: Journal) -> None:
+    def __init__(self, config: SessionConfig, run_id: str, policy: SessionPolicy,
+                 broker: Broker, clock: Clock, journal: Journal,
+                 metrics: SessionMetrics) -> None:
         self.config, self.run_id = config, run_id
         self.policy, self.broker, self.clock, self.journal = policy, broker, clock, journal
+        self.metrics = metrics
+        self.deadline = config.deadline()
         self.limits = config.risk_limits()
         self.guard = RiskGuard(self.limits, config.costs())
         account = broker.account()
-        self.portfolio = Portfolio(cash=account.cash, position=account.position,
-                                   avg_cost=account.avg_cost or 0.0)
+        self.start_account: dict[str, Any] = {
+            "cash": account.cash, "position": account.position,
+            "avg_cost": account.avg_cost or 0.0}
+        self.portfolio = Portfolio(**self.start_account)
+        self.first_cycle = 0
         self.orders: dict[str, tuple[OrderRequest, OrderState]] = {}
         self.filled: Counter[str] = Counter()
         self.fills_seen = 0
@@ -415,43 +627,175 @@ class _Session:
         self.closing: list[bool] = []  # per fill: did it reduce the position?
 
     def run(self, cycles: int) -> SessionResult:
-        """``cycles`` cycles, then book the last order, flatten if asked; the result."""
-        for cycle in range(cycles):
-            if cycle and not self.clock.advance():
+        """``cycles`` cycles (fewer when ``stop_at`` comes first), then book the last
+        order, cancel working orders, flatten if asked; the result.
+
+        A lost connection (:class:`BrokerUnavailable`) costs the cycle it happened in:
+        no new order goes out, the broker is connected again and reconciled, and the
+        next cycle goes on (see :meth:`_recover`).
+        """
+        if self.first_cycle == 0:
+            self.journal.set_meta("start_account", self.start_account)
+        for cycle in range(self.first_cycle, cycles):
+            if self._past_deadline():
                 break
-            self._cycle(cycle, cycles)
-        if self.clock.advance():
-            self._update()
+            # a connection lost while waiting costs no cycle: reconnected, decide on
+            if self.times and not self._guarded(self.clock.advance, True):
+                break
+            self._guarded(functools.partial(self._cycle, cycle, cycles), None)
+        if self._guarded(self.clock.advance, True):
+            self._guarded(self._update, None)
+        if self.config.broker != "sim":
+            self._guarded(lambda: self._await_fills(self.config.cycle_seconds), None)
+        self._guarded(self._cancel_working, None)
         if self.config.flatten_at_end and self.portfolio.position:
-            self._flatten()
+            self._guarded(self._flatten, None)
         return self._result()
 
+    def restore(self, journal: dict[str, pd.DataFrame]) -> None:
+        """Continue from a dead process's journal: the starting account, the fills
+        (re-applied in order), decisions, account marks and the orders' last states."""
+        meta = dict(zip(journal["meta"]["key"], journal["meta"]["value"], strict=True))
+        start = json.loads(meta["start_account"])
+        self.start_account = start
+        self.portfolio = Portfolio(**start)
+        for f in _records(journal["fills"]):
+            self._apply(BrokerFill(f["ref"], Fill(f["time"], int(f["quantity"]),
+                                                  float(f["price"]), float(f["commission"]))))
+        closes = self.broker.bars(self.config.symbol)["close"]
+        tz = pd.DatetimeIndex(closes.index).tz  # the journal's UTC times in the bars' zone
+        decisions = journal["decisions"]
+        self.times = [pd.Timestamp(t).tz_convert(tz) for t in decisions["bar_time"]]
+        self.actions = [Action[a] for a in decisions["action"]]
+        self.verdicts = list(decisions["verdict"])
+        self.fallbacks = list(decisions["fallback"])
+        self.first_cycle = int(decisions["cycle"].max()) + 1 if len(decisions) else 0
+        account = journal["account"]
+        self.positions = [int(x) for x in account["position"].iloc[1:len(decisions) + 1]]
+        for a in _records(account):
+            at = int(closes.index.searchsorted(a["time"], side="right")) - 1
+            self.marks.append(_Mark(a["time"].tz_convert(tz), float(closes.iloc[max(at, 0)]),
+                                    float(a["equity"])))
+        for o in _records(journal["orders"]):
+            limit = None if pd.isna(o["limit_price"]) else float(o["limit_price"])
+            request = OrderRequest(o["ref"], self.config.symbol, int(o["quantity"]), o["type"],
+                                   limit)
+            self.orders[o["ref"]] = (request, OrderState(o["ref"], o["broker_id"], o["state"],
+                                                         int(o["filled"]), o["detail"]))
+        for ref, quantity in zip(journal["fills"]["ref"], journal["fills"]["quantity"],
+                                 strict=True):
+            self.filled[ref] += abs(int(quantity))
+        log.info("restored from the journal: %d decisions, %d fills, position %d, cash %s",
+                 len(decisions), self.fills_seen, self.portfolio.position,
+                 f"{self.portfolio.cash:,.2f}")
+
+    def _past_deadline(self) -> bool:
+        """True (and logged) once the wall clock has reached ``stop_at``."""
+        if self.deadline is None or pd.Timestamp.now(tz="UTC") < self.deadline:
+            return False
+        log.info("stop_at %s reached: no more cycles", self.deadline.isoformat())
+        return True
+
+    def _guarded(self, step: Callable[[], T], lost: T) -> T:
+        """``step()``; if the broker connection is lost meanwhile, recover and return
+        ``lost``."""
+        try:
+            return step()
+        except BrokerUnavailable as exc:
+            self._recover(exc)
+            return lost
+
+    def _recover(self, exc: BrokerUnavailable) -> None:
+        """Reconnect with exponential backoff (at most ``reconnect_timeout`` seconds),
+        journal the gap, then reconcile: book the fills made meanwhile and adopt the
+        broker's account.
+
+        Raises:
+            BrokerUnavailable: not connected again within ``reconnect_timeout``.
+        """
+        began = pd.Timestamp.now(tz="UTC")
+        log.warning("broker connection lost (%s): no new orders until reconnected", exc,
+                    extra={"event": "connection", "connected": False})
+        self.metrics.set_connected(False)
+        give_up = time.monotonic() + self.config.reconnect_timeout
+        delay = _RECONNECT_FIRST_DELAY_S
+        while True:
+            try:
+                self.broker.connect()
+                break
+            except BrokerUnavailable as again:
+                if time.monotonic() + delay > give_up:
+                    self.journal.gap(began, pd.Timestamp.now(tz="UTC"),
+                                     f"connection lost: {exc}; not reconnected: {again}")
+                    raise BrokerUnavailable(
+                        f"the broker connection was lost ({exc}) and could not be restored "
+                        f"within {self.config.reconnect_timeout:g} s: {again}") from None
+                time.sleep(delay)
+                delay = min(2 * delay, _RECONNECT_MAX_DELAY_S)
+        ended = pd.Timestamp.now(tz="UTC")
+        self.journal.gap(began, ended, f"connection lost: {exc}")
+        self.metrics.set_connected(True)
+        booked = self._reconcile(self.clock.now())
+        log.info("reconnected after %.2f s; reconciled: %d fill(s) booked, %d order(s) "
+                 "working", (ended - began).total_seconds(), booked,
+                 len(self.broker.open_orders()),
+                 extra={"event": "connection", "connected": True})
+
     # -- steps --------------------------------------------------------------------------
+
+    def _reconcile(self, now: datetime) -> int:
+        """Book the broker's new fills, let the guard adopt the broker's account where
+        ours drifted; the number of fills booked."""
+        fills = self.broker.fills_since(self.fills_seen)
+        for fill in fills:
+            self._book(fill, now)
+        # while an order is in flight the broker's position may already include a fill
+        # whose report has not arrived: adopting it now would count that fill twice
+        if not self._in_flight():
+            self.guard.sync(self.broker.account(), self.portfolio, now)
+        self._journal_events()
+        return len(fills)
+
+    def _in_flight(self) -> list[str]:
+        """Refs of this session's orders sent but not yet final."""
+        return [ref for ref, (_, state) in self.orders.items() if not state.final]
+
+    def _await_fills(self, seconds: float) -> None:
+        """Book fills until no order is in flight, for at most ``seconds`` (live brokers
+        may report a fill a moment after the bar it happened on)."""
+        give_up = time.monotonic() + seconds
+        while self._in_flight() and time.monotonic() < give_up:
+            time.sleep(_FILL_POLL_S)
+            self._reconcile(self.clock.now())
 
     def _update(self) -> pd.DataFrame:
         """Book new fills, sync with the broker, mark and journal the account; return the
         bars known now."""
-        now = self.clock.now()
-        for fill in self.broker.fills_since(self.fills_seen):
-            self._book(fill, now)
-        self.guard.sync(self.broker.account(), self.portfolio, now)
-        self._journal_events()
+        self._reconcile(self.clock.now())
         bars = self.broker.bars(self.config.symbol)
         t, close = pd.Timestamp(bars.index[-1]), float(bars["close"].iloc[-1])
         p = self.portfolio
         if len(self.positions) < len(self.actions):
             self.positions.append(p.position)
         self.marks.append(_Mark(t, close, p.equity(close)))
+        day_pnl = p.day_pnl(close) if p.day == t.date() else 0.0
         self.journal.account(t, cash=p.cash, position=p.position, equity=p.equity(close),
-                             day_pnl=p.day_pnl(close) if p.day == t.date() else 0.0)
+                             day_pnl=day_pnl)
+        self.metrics.set_account(daily_pnl=day_pnl, position=p.position, cash=p.cash,
+                                 equity=p.equity(close))
         return bars
 
     def _cycle(self, cycle: int, cycles: int) -> None:
         """One decision: observe, decide, check, send, journal, log."""
+        started = time.monotonic()
         bars = self._update()
         t, close = pd.Timestamp(bars.index[-1]), float(bars["close"].iloc[-1])
         obs = self._observation(bars, t, close)
-        decision = self.policy.decide(obs)
+        if self.times and t <= self.times[-1]:  # no new bar since the last decision
+            decision = Decision(Action.HOLD, f"stale data: no bar after {t}", 0.0)
+            self.journal.gap(self.times[-1], self.clock.now(), decision.reason)
+        else:
+            decision = self.policy.decide(obs)
         intent, verdict = check_decision(decision.action, self.portfolio, self.guard,
                                          MarketState(close, t))
         self._journal_events()
@@ -467,10 +811,14 @@ class _Session:
             action=decision.action.name, verdict=code,
             reason=verdict.detail if verdict is not None else "",
             latency_ms=decision.latency * 1000.0, fallback=fallback))
+        if verdict is not None and not verdict.approved:
+            self.metrics.record_rejection(code)
         state = None
         if intent is not None and verdict is not None and verdict.approved:
             state = self._send(OrderRequest(f"{self.run_id}-{cycle}", self.config.symbol,
                                             intent.quantity), now)
+        self.metrics.record_decision(time.monotonic() - started, decision.action,
+                                     fallback or None)
         p = self.portfolio
         log.info(cycle_line(cycle, cycles, t, decision.action.name, self.limits.trade_quantity,
                             close, code, p.position, p.equity(close), fallback),
@@ -495,16 +843,24 @@ class _Session:
 
     def _send(self, request: OrderRequest, now: datetime) -> OrderState:
         """Place ``request``, journal its state, warn if the broker rejected it."""
+        # known before it is sent: a fill arriving after a lost answer still finds it
+        self.orders[request.ref] = (request, OrderState(request.ref, "", "submitted",
+                                                        detail="sent, no answer yet"))
         state = self.broker.place_order(request)
         self.orders[request.ref] = (request, state)
         self.journal.order(now, request, state)
+        self.metrics.record_order(state.status)
+        log.info("order %s: %+d %s %s -> %s", request.ref, request.quantity, request.symbol,
+                 request.order_type, state.status,
+                 extra={"event": "order", "ref": request.ref, "quantity": request.quantity,
+                        "status": state.status, "detail": state.detail})
         if state.status == "rejected":
             log.warning("order %s (%+d) rejected by the broker: %s", request.ref,
                         request.quantity, state.detail)
         return state
 
-    def _book(self, fill: BrokerFill, now: datetime) -> None:
-        """Apply ``fill`` to the portfolio; record and journal it (and a completed order)."""
+    def _apply(self, fill: BrokerFill) -> None:
+        """Apply ``fill`` to the portfolio and record it as a trade."""
         p, f = self.portfolio, fill.fill
         before, realized = p.position, p.realized_pnl
         p.apply(f)
@@ -513,7 +869,17 @@ class _Session:
                             "price": f.price, "commission": f.commission,
                             "realized_pnl": p.realized_pnl - realized})
         self.closing.append(abs(p.position) < abs(before))
+
+    def _book(self, fill: BrokerFill, now: datetime) -> None:
+        """Apply ``fill``; journal, count and log it (and its order once complete)."""
+        f = fill.fill
+        self._apply(fill)
         self.journal.fill(fill)
+        self.metrics.record_fill()
+        log.info("fill %s: %+d at %.4f, commission %.2f", fill.ref, f.quantity, f.price,
+                 f.commission, extra={"event": "fill", "ref": fill.ref,
+                                      "quantity": f.quantity, "price": f.price,
+                                      "commission": f.commission, "fill_time": str(f.time)})
         self.filled[fill.ref] += abs(f.quantity)
         known = self.orders.get(fill.ref)
         if known is not None and self.filled[fill.ref] >= abs(known[0].quantity):
@@ -540,6 +906,8 @@ class _Session:
         log.info("flattening: %+d %s at market", -position, self.config.symbol)
         self._send(request, now)
         if self.clock.advance():
+            if self.config.broker != "sim":
+                self._await_fills(self.config.cycle_seconds)
             self._update()
         if self.portfolio.position:
             log.warning("flattening order not filled by the end: position %d remains",
@@ -549,7 +917,20 @@ class _Session:
         """Journal the guard's events not journaled yet."""
         for event in self.guard.events[self.events_seen:]:
             self.journal.risk_event(event)
+            log.info("risk event %s: %s", event.kind, event.detail,
+                     extra={"event": "risk", "kind": event.kind, "detail": event.detail})
         self.events_seen = len(self.guard.events)
+
+    def _cancel_working(self) -> None:
+        """Cancel this session's orders still working at the broker; journal each."""
+        for state in self.broker.open_orders():
+            done = self.broker.cancel_order(state.ref)
+            known = self.orders.get(state.ref)
+            if known is not None:
+                self.orders[state.ref] = (known[0], done)
+                self.journal.order(self.clock.now(), known[0], done)
+            log.info("order %s %s at the session end", state.ref, done.status,
+                     extra={"event": "order", "ref": state.ref, "status": done.status})
 
     # -- result -------------------------------------------------------------------------
 

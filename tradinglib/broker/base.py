@@ -132,6 +132,13 @@ class BrokerFill:
     fill: Fill
 
 
+def check_fill_index(n: object) -> None:
+    """Raise InputError unless ``n`` (for :meth:`Broker.fills_since`) is an int >= 0."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InputError(f"fills_since needs the number of fills already seen "
+                         f"(an integer >= 0), got {n!r}")
+
+
 @runtime_checkable
 class Broker(Protocol):
     """What a session needs from a broker: account, orders, fills and market data.

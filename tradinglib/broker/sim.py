@@ -42,6 +42,7 @@ from tradinglib.broker.base import (
     BrokerUnavailable,
     OrderRequest,
     OrderState,
+    check_fill_index,
 )
 from tradinglib.clock import Clock
 from tradinglib.costs import Costs
@@ -194,9 +195,7 @@ class SimBroker:
             InputError: ``n`` is not an integer >= 0.
             BrokerUnavailable: not connected.
         """
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise InputError(f"fills_since needs the number of fills already seen "
-                             f"(an integer >= 0), got {n!r}")
+        check_fill_index(n)
         self._ready()
         return self._fills[n:]
 

@@ -1,0 +1,432 @@
+"""The Interactive Brokers :class:`~tradinglib.broker.base.Broker`, paper accounts only.
+
+Layers (DESIGN.md style 7): :class:`~tradinglib.broker.ib.connection.IBThread` runs the
+client library (:mod:`~tradinglib.broker.ib.client`) on its own loop;
+:mod:`~tradinglib.broker.ib.mapping` turns IB's objects into ours; this module is the
+:class:`Broker` protocol on top.
+
+Order refs: every order carries ``orderRef = ref`` (a session uses ``run_id-cycle``).
+Before an order is sent, the trades and executions IB reports (open, completed, and
+after a reconnect or restart the ones read back from the gateway) are searched for that
+ref: an order placed once is never sent again, whatever was lost in between.
+
+Market data: historical bars of ``bar_size`` over ``history`` with ``keepUpToDate``, so
+the first answer carries the feature warm-up and every new bar arrives as an update;
+:meth:`IBBroker.wait_for_bar` wakes on it. Delayed data is asked for where the account
+has no subscription (``market_data_type``).
+
+Disconnects: a drop marks the broker disconnected at once (every call raises
+:class:`BrokerUnavailable` until :meth:`IBBroker.connect` succeeds again); connecting
+again re-reads account, positions, open and completed orders and executions, and
+subscribes the bars again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pandas as pd
+
+from tradinglib.broker.base import (
+    BrokerError,
+    BrokerFill,
+    BrokerUnavailable,
+    OrderRequest,
+    OrderState,
+    check_fill_index,
+)
+from tradinglib.broker.ib import client, mapping
+from tradinglib.broker.ib.connection import IBThread
+from tradinglib.broker.ib.paper_only import check_accounts, check_port
+from tradinglib.exceptions import InputError
+from tradinglib.risk import AccountSnapshot
+
+log = logging.getLogger(__name__)
+
+_ACK_TIMEOUT_S = 2.0
+"""How long place_order and cancel_order wait for IB to acknowledge (seconds)."""
+
+_ACK_POLL_S = 0.001
+
+
+class IBBroker:
+    """A :class:`~tradinglib.broker.base.Broker` on an IB paper account (TWS, IB
+    Gateway or ``tradinglib gateway``).
+
+    Args:
+        host, port: where TWS / IB Gateway listens; the live ports 7496 and 4001 are
+            refused.
+        client_id: the API client id (one connection per id).
+        symbol: the stock traded (SMART-routed, ``currency``).
+        ref_prefix: the prefix of this session's order refs (``f"{run_id}-"``):
+            :meth:`fills_since` and :meth:`open_orders` report those orders only.
+        bar_size, history: IB bar size (``"1 day"``, ``"1 min"``, ...) and duration of
+            the history asked for at connect (``"1 Y"``, ``"2 D"``, ...).
+        tz: timezone of the bars' index (daily bars are midnight in it).
+        market_data_type: 1 live, 3 delayed (no subscription needed), 4 delayed-frozen.
+        timeout: seconds any single request may take.
+        on_connection: called with True/False whenever the connection comes up or drops.
+
+    Raises:
+        LiveTradingRefused: a live port.
+        InputError: a bad port, client id or timeout.
+        ConfigError: neither ib_async nor ib_insync is installed.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 4002, client_id: int = 1,
+                 symbol: str = "GOOGL", ref_prefix: str = "", exchange: str = "SMART",
+                 currency: str = "USD", bar_size: str = "1 day", history: str = "2 Y",
+                 tz: str = "America/New_York", market_data_type: int = 3,
+                 timeout: float = 5.0,
+                 on_connection: Callable[[bool], None] | None = None) -> None:
+        for name, value, low, high in (("port", port, 1, 65535),
+                                       ("client_id", client_id, 0, 2**31 - 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InputError(f"IBBroker {name} must be an integer in {low}..{high}, "
+                                 f"got {value!r}")
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            raise InputError(f"IBBroker timeout must be seconds > 0, got {timeout!r}")
+        check_port(port)
+        self._ib_module = client.require()
+        # this adapter logs every IB error and connection change itself (tradinglib logger)
+        logging.getLogger(client.LIBRARY).setLevel(logging.CRITICAL)
+        self.host, self.port, self.client_id = host, port, client_id
+        self.symbol, self.ref_prefix = symbol, ref_prefix
+        self.bar_size, self.history, self.tz = bar_size, history, tz
+        self.market_data_type = market_data_type
+        self.timeout = float(timeout)
+        self.account_id = ""
+        self._contract = self._ib_module.Stock(symbol, exchange, currency)
+        self._on_connection = on_connection
+        self._thread: IBThread | None = None
+        self._ib: Any = None
+        self._bars: Any = None
+        self._frame = pd.DataFrame()
+        self._connected = False
+        self._bar_event = threading.Event()
+        self._bar_count = 0
+        self._bar_arrived = 0.0  # monotonic time of the latest new bar
+        self._latest_bar: pd.Timestamp | None = None
+        self._errors: list[tuple[int, int, str]] = []  # (reqId, code, message)
+
+    # -- connection ---------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up."""
+        return self._connected
+
+    def connect(self) -> None:
+        """Connect (no-op when connected): sync account, positions, orders and
+        executions, check that the account is a paper account, qualify the contract and
+        subscribe the bars.
+
+        Raises:
+            BrokerUnavailable: nothing listens at host:port, or it did not answer in time.
+            BrokerError: IB refused (e.g. error 326: the client id is in use).
+            LiveTradingRefused: a managed account is not a paper (``DU``) account.
+        """
+        if self._connected:
+            return
+        if self._thread is None:
+            self._thread = IBThread(self.timeout)
+            self._ib = self._thread.call(self._make_client)
+        self._errors.clear()
+        try:
+            self._thread.call(lambda: self._ib.connectAsync(
+                self.host, self.port, clientId=self.client_id, timeout=self.timeout),
+                timeout=self.timeout * 3)
+        except (OSError, TimeoutError, BrokerUnavailable) as exc:
+            self._drop_socket()
+            refused = [c for _, c, _ in self._errors if c in mapping.STOP_CODES]
+            if refused:
+                code = refused[0]
+                message = next(m for _, c, m in self._errors if c == code)
+                raise mapping.error_for(code, message) from None
+            raise BrokerUnavailable(
+                f"cannot connect to IB at {self.host}:{self.port} (client id "
+                f"{self.client_id}): {type(exc).__name__}: {exc or 'timed out'}. Start TWS "
+                f"or IB Gateway in paper mode with the API enabled on that port, or the "
+                f"simulator: tradinglib gateway --data googl-daily --port {self.port}"
+            ) from None
+        try:
+            accounts = self._thread.call(self._ib.managedAccounts)
+            check_accounts(accounts)
+            self.account_id = accounts[0]
+            qualified = self._thread.call(self._ib.qualifyContractsAsync, self._contract)
+            if not qualified or not getattr(qualified[0], "conId", 0):
+                raise BrokerError(f"IB does not know {self.symbol!r} "
+                                  f"({self._contract.exchange}, {self._contract.currency})")
+            self._thread.call(self._ib.reqMarketDataType, self.market_data_type)
+            self._subscribe_bars()
+        except BaseException:
+            self._drop_socket()
+            raise
+        self._connected = True
+        log.info("connected to IB at %s:%d as client %d, paper account %s, %d bars of %s",
+                 self.host, self.port, self.client_id, self.account_id,
+                 self._bar_count, self.symbol, extra={"event": "connection", "connected": True})
+        if self._on_connection is not None:
+            self._on_connection(True)
+
+    def close(self) -> None:
+        """Disconnect and stop the client thread; working orders stay at IB."""
+        was = self._connected
+        self._connected = False
+        if self._thread is not None:
+            self._drop_socket()
+            self._thread.stop()
+            self._thread = None
+            self._ib = None
+        if was and self._on_connection is not None:
+            self._on_connection(False)
+
+    # -- the Broker protocol ------------------------------------------------------------
+
+    def account(self) -> AccountSnapshot:
+        """Cash, available funds, net liquidation (USD) and the position in ``symbol``
+        as IB last reported them.
+
+        Raises:
+            BrokerUnavailable: not connected, or no account values yet.
+        """
+        thread = self._ready()
+        values, positions = thread.call(
+            lambda: (self._ib.accountValues(self.account_id), self._ib.positions()))
+        return mapping.account_snapshot(values, positions, self._contract.conId,
+                                        pd.Timestamp.now(tz="UTC"))
+
+    def place_order(self, order: OrderRequest) -> OrderState:
+        """Send ``order`` with ``orderRef = order.ref`` unless an order with that ref is
+        known to IB already (then its state is returned and nothing is sent); wait
+        (at most 2 s) for IB to acknowledge. A rejection (error 201) comes back as
+        status ``"rejected"`` with IB's reason.
+
+        Raises:
+            BrokerUnavailable: not connected.
+            BrokerError: the order is for another symbol.
+        """
+        thread = self._ready()
+        if order.symbol != self.symbol:
+            raise BrokerError(f"this IB broker trades {self.symbol!r}, not {order.symbol!r}")
+        ib = self._ib_module
+        side, quantity = ("BUY" if order.quantity > 0 else "SELL"), abs(order.quantity)
+        ib_order = (ib.MarketOrder(side, quantity) if order.order_type == "MKT"
+                    else ib.LimitOrder(side, quantity, order.limit_price))
+        ib_order.orderRef = order.ref
+        ib_order.account = self.account_id
+        ib_order.tif = "DAY"
+
+        def send_unless_known() -> tuple[Any, OrderState | None]:
+            """(on the loop: the search and the send are one step) The trade sent, or
+            the state of the order already known under this ref."""
+            trade, fill = self._find(order.ref)
+            if trade is not None or fill is not None:
+                return None, _state(trade, fill, f"duplicate ref {order.ref!r}: not sent "
+                                                 "again")
+            return self._ib.placeOrder(self._contract, ib_order), None
+
+        sent: tuple[Any, OrderState | None] = thread.call(send_unless_known)
+        trade, known = sent
+        if known is not None:
+            return known
+        log.info("order %s sent: %s %d %s %s", order.ref, side, quantity, self.symbol,
+                 order.order_type, extra={"event": "order", "ref": order.ref,
+                                          "quantity": order.quantity})
+        return self._acknowledged(trade)
+
+    def cancel_order(self, ref: str) -> OrderState:
+        """Cancel the working order ``ref`` and wait (at most 2 s) for IB to confirm; a
+        final order's state is returned unchanged.
+
+        Raises:
+            BrokerUnavailable: not connected.
+            BrokerError: no order with this ref is known to IB.
+        """
+        thread = self._ready()
+        trade, fill = thread.call(self._find, ref)
+        if trade is None and fill is None:
+            raise BrokerError(f"no order with ref {ref!r} is known to IB")
+        if trade is None:
+            final: OrderState = thread.call(_state, None, fill, "")
+            return final
+        if not trade.isDone():
+            thread.call(self._ib.cancelOrder, trade.order)
+        return self._acknowledged(trade, done=True)
+
+    def open_orders(self) -> list[OrderState]:
+        """This session's working orders (ref starting with ``ref_prefix``), oldest
+        first.
+
+        Raises:
+            BrokerUnavailable: not connected.
+        """
+        thread = self._ready()
+        trades = thread.call(self._ib.openTrades)
+        return [mapping.order_state(t) for t in trades
+                if t.order.orderRef.startswith(self.ref_prefix)]
+
+    def fills_since(self, n: int) -> list[BrokerFill]:
+        """This session's fills (ref starting with ``ref_prefix``) from the ``n``-th on,
+        in execution order (time, then execution id).
+
+        Raises:
+            InputError: ``n`` is not an integer >= 0.
+            BrokerUnavailable: not connected.
+        """
+        check_fill_index(n)
+        thread = self._ready()
+        fills = thread.call(self._ib.fills)
+        ours = sorted((f for f in fills if f.execution.orderRef.startswith(self.ref_prefix)),
+                      key=lambda f: (f.execution.time, f.execution.execId))
+        return [mapping.broker_fill(f) for f in ours[n:]]
+
+    def bars(self, symbol: str) -> pd.DataFrame:
+        """The bars of ``symbol`` received so far (history, then updates); only rows new
+        since the last call (and the last one, which IB may update) are converted.
+
+        Raises:
+            BrokerUnavailable: not connected.
+            BrokerError: ``symbol`` is not this broker's.
+        """
+        thread = self._ready()
+        if symbol != self.symbol:
+            raise BrokerError(f"no market data for {symbol!r}; this IB broker subscribed "
+                              f"{self.symbol!r} only")
+        kept = max(len(self._frame) - 1, 0)  # the last row may have been updated since
+        fresh = thread.call(lambda: list(self._bars[kept:]))
+        self._frame = pd.concat([self._frame.iloc[:kept], mapping.bars_frame(fresh, self.tz)])
+        return self._frame.copy()
+
+    # -- for the session's clock --------------------------------------------------------
+
+    def wait_for_bar(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for a bar newer than the last one returned
+        by this call; True if one arrived. Returns False at once while disconnected."""
+        if not self._connected:
+            return False
+        arrived = self._bar_event.wait(timeout)
+        self._bar_event.clear()
+        return arrived and self._connected
+
+    def latest_bar_time(self) -> pd.Timestamp | None:
+        """Time of the newest bar received (tz-aware, in ``tz``); None before any."""
+        return self._latest_bar
+
+    @property
+    def bar_arrived(self) -> float:
+        """``time.monotonic()`` when the latest new bar arrived (0 before any)."""
+        return self._bar_arrived
+
+    def server_time(self) -> pd.Timestamp:
+        """IB's current time (UTC; the replay time under ``tradinglib gateway``).
+
+        Raises:
+            BrokerUnavailable: not connected or no answer in time.
+        """
+        thread = self._ready()
+        return pd.Timestamp(thread.call(self._ib.reqCurrentTimeAsync)).tz_convert("UTC")
+
+    # -- internals (run on the client's loop unless said otherwise) ---------------------
+
+    def _make_client(self) -> Any:
+        ib = self._ib_module.IB()
+        ib.errorEvent += self._on_error
+        ib.disconnectedEvent += self._on_disconnected
+        return ib
+
+    def _on_error(self, req_id: int, code: int, message: str, *_: Any) -> None:
+        self._errors.append((req_id, code, message))
+        if 2100 <= code < 2200:  # farm status notices
+            log.debug("IB notice %d: %s", code, message)
+        else:
+            log.warning("IB error %d (request %d): %s", code, req_id, message,
+                        extra={"event": "ib_error", "code": code})
+
+    def _on_disconnected(self) -> None:
+        if self._connected:
+            self._connected = False
+            log.warning("connection to IB at %s:%d lost", self.host, self.port,
+                        extra={"event": "connection", "connected": False})
+            self._bar_event.set()  # wake a waiting session at once
+            if self._on_connection is not None:
+                self._on_connection(False)
+
+    def _on_bars(self, bars: Any, has_new_bar: bool) -> None:
+        if has_new_bar:
+            self._latest_bar = mapping.bar_time(bars[-1].date, self.tz)
+            self._bar_count = len(bars)
+            self._bar_arrived = time.monotonic()
+            self._bar_event.set()
+
+    def _subscribe_bars(self) -> None:
+        """(caller's thread) Ask for history with updates; wake waiters on new bars."""
+        assert self._thread is not None
+        bars = self._thread.call(lambda: self._ib.reqHistoricalDataAsync(
+            self._contract, endDateTime="", durationStr=self.history,
+            barSizeSetting=self.bar_size, whatToShow="TRADES", useRTH=True, formatDate=2,
+            keepUpToDate=True, timeout=self.timeout), timeout=self.timeout + 1)
+        if not bars:
+            raise BrokerUnavailable(f"IB sent no {self.bar_size} bars of {self.symbol} "
+                                    f"over {self.history}; check the market data "
+                                    f"permissions or try again later")
+        bars.updateEvent += self._on_bars
+        self._bars = bars
+        self._frame = mapping.bars_frame([], self.tz)  # converted rows, grown by bars()
+        self._latest_bar = mapping.bar_time(bars[-1].date, self.tz)
+        self._bar_count = len(bars)
+        self._bar_arrived = time.monotonic()
+        self._bar_event.clear()
+
+    def _find(self, ref: str) -> tuple[Any, Any]:
+        """The IB trade placed under ``ref`` (open or completed), else an execution of
+        it (read back after a restart), else (None, None)."""
+        for trade in self._ib.trades():
+            if trade.order.orderRef == ref:
+                return trade, None
+        for fill in self._ib.fills():
+            if fill.execution.orderRef == ref:
+                return None, fill
+        return None, None
+
+    def _acknowledged(self, trade: Any, *, done: bool = False) -> OrderState:
+        """(caller's thread) Poll until IB has acknowledged ``trade`` (or it is done,
+        with ``done``), at most 2 s; its state then."""
+        assert self._thread is not None
+        waiting = {"PendingSubmit", "ApiPending", "PendingCancel"} if not done else None
+        deadline = time.monotonic() + _ACK_TIMEOUT_S
+        while time.monotonic() < deadline and self._connected:
+            status = trade.orderStatus.status
+            if (trade.isDone() if done else status not in (waiting or ())):
+                break
+            time.sleep(_ACK_POLL_S)
+        state: OrderState = self._thread.call(mapping.order_state, trade)
+        return state
+
+    def _ready(self) -> IBThread:
+        if not self._connected or self._thread is None:
+            raise BrokerUnavailable(f"not connected to IB at {self.host}:{self.port}; "
+                                    f"connect() first")
+        return self._thread
+
+    def _drop_socket(self) -> None:
+        """(caller's thread) Disconnect the client, bounded; errors are logged only."""
+        if self._thread is None or self._ib is None:
+            return
+        try:
+            self._thread.call(self._ib.disconnect, timeout=2.0)
+        except Exception as exc:  # best effort while tearing down
+            log.debug("disconnect: %s", exc)
+
+
+def _state(trade: Any, fill: Any, note: str) -> OrderState:
+    """The state of an order known as an IB trade, or else only by its execution."""
+    if trade is not None:
+        return mapping.order_state(trade, note=note)
+    ex = fill.execution
+    return OrderState(ex.orderRef, str(ex.permId or ex.orderId), "filled",
+                      round(ex.shares), note)
