@@ -108,8 +108,6 @@ class IBBroker:
         self._frame = pd.DataFrame()
         self._connected = False
         self._bar_event = threading.Event()
-        self._bar_count = 0
-        self._bar_arrived = 0.0  # monotonic time of the latest new bar
         self._latest_bar: pd.Timestamp | None = None
         self._errors: list[tuple[int, int, str]] = []  # (reqId, code, message)
 
@@ -169,7 +167,8 @@ class IBBroker:
         self._connected = True
         log.info("connected to IB at %s:%d as client %d, paper account %s, %d bars of %s",
                  self.host, self.port, self.client_id, self.account_id,
-                 self._bar_count, self.symbol, extra={"event": "connection", "connected": True})
+                 len(self._bars), self.symbol,
+                 extra={"event": "connection", "connected": True})
         if self._on_connection is not None:
             self._on_connection(True)
 
@@ -317,11 +316,6 @@ class IBBroker:
         """Time of the newest bar received (tz-aware, in ``tz``); None before any."""
         return self._latest_bar
 
-    @property
-    def bar_arrived(self) -> float:
-        """``time.monotonic()`` when the latest new bar arrived (0 before any)."""
-        return self._bar_arrived
-
     def server_time(self) -> pd.Timestamp:
         """IB's current time (UTC; the replay time under ``tradinglib gateway``).
 
@@ -359,8 +353,6 @@ class IBBroker:
     def _on_bars(self, bars: Any, has_new_bar: bool) -> None:
         if has_new_bar:
             self._latest_bar = mapping.bar_time(bars[-1].date, self.tz)
-            self._bar_count = len(bars)
-            self._bar_arrived = time.monotonic()
             self._bar_event.set()
 
     def _subscribe_bars(self) -> None:
@@ -378,8 +370,6 @@ class IBBroker:
         self._bars = bars
         self._frame = mapping.bars_frame([], self.tz)  # converted rows, grown by bars()
         self._latest_bar = mapping.bar_time(bars[-1].date, self.tz)
-        self._bar_count = len(bars)
-        self._bar_arrived = time.monotonic()
         self._bar_event.clear()
 
     def _find(self, ref: str) -> tuple[Any, Any]:
