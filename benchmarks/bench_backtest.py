@@ -3,7 +3,7 @@
 Run::
 
     .venv/bin/python benchmarks/bench_backtest.py [--bars 200000] [--baseline-bars 5000]
-        [--check-bars 20000] [--rounds 2] [--model PATH] [--steps N] [--profile]
+        [--check-bars 20000] [--rounds 3] [--model PATH] [--steps N] [--profile]
 
 Bars: ``--bars`` hourly bars made from REAL data, offline. The built-in EURUSD hourly
 ask bars of 2017 (``load_bars("eurusd-hourly")``, 6,225 bars) are turned into per-bar
@@ -125,8 +125,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="bars the gym-anytrading + SB3 loop steps through (default 5000)")
     parser.add_argument("--check-bars", type=int, default=20_000,
                         help="first bars on which batched and per-bar paths are compared")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="alternating timed rounds of baseline and ours (default 2)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating timed rounds of baseline and ours (default 3)")
     parser.add_argument("--model", type=Path, default=None,
                         help="an SB3 zip with its card beside it (default: train one)")
     parser.add_argument("--steps", type=int, default=8192,

@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 from policies import Scripted
 
-from tradinglib.backtest import BacktestResult, run_backtest
+from tradinglib.backtest import BacktestResult, _text_column, run_backtest
 from tradinglib.costs import Costs
 from tradinglib.data import local_days
 from tradinglib.execution import Simulation
-from tradinglib.features import _rolling_mean_std, account_features_ahead
+from tradinglib.features import _ROLLING_CHUNK, _rolling_mean_std, account_features_ahead
 from tradinglib.inference import BatchDecision, LockedPolicy
+from tradinglib.metrics import periods_per_year, trading_metrics
 from tradinglib.modelcard import ModelCard
 from tradinglib.risk import RiskLimits
 from tradinglib.types import Action
@@ -247,10 +248,13 @@ def test_daily_loss_resets_on_local_days_across_dst() -> None:
     _same(batched, run_backtest(bars, Linear(7), limits=limits, batched=False))
 
 
-@pytest.mark.parametrize("window", [1, 2, 7, 8, 10, 17, 20, 50, 128, 129, 300])
-def test_rolling_mean_std_are_numpys_bit_for_bit(window: int) -> None:
+@pytest.mark.parametrize(("window", "n"), [
+    *[(w, 3_000) for w in (1, 2, 7, 8, 10, 17, 20, 50, 128, 129, 300)],
+    (20, 2 * _ROLLING_CHUNK + 37), (50, _ROLLING_CHUNK + 49),  # windows across chunks
+])
+def test_rolling_mean_std_are_numpys_bit_for_bit(window: int, n: int) -> None:
     rng = np.random.default_rng(window)
-    x = rng.standard_normal(3_000) * rng.choice([1e-6, 1.0, 1e6], 3_000)
+    x = rng.standard_normal(n) * rng.choice([1e-6, 1.0, 1e6], n)
     x[100:160] = 2.5  # flat windows: std exactly 0
     x[400:420] = -0.0
     x[900] = np.nan
@@ -322,3 +326,89 @@ def test_bar_positions_of_features_off_the_tail() -> None:
     assert _positions(index, index[3:]).tolist() == list(range(3, 10))  # the usual tail
     assert _positions(index, index[2:8]).tolist() == list(range(2, 8))  # not the tail
     assert _positions(index, index[[1, 4, 9]]).tolist() == [1, 4, 9]
+
+
+@pytest.mark.parametrize("texts", [{}, {0: "APPROVED"}, {3: "POSITION_VALUE", 1: "APPROVED",
+                                                          4: "APPROVED"}])
+def test_text_columns_are_the_inferred_string_columns(texts: dict[int, str]) -> None:
+    plain = np.full(6, "", dtype=object)
+    plain[list(texts)] = list(texts.values())
+    pd.testing.assert_frame_equal(pd.DataFrame({"verdict": _text_column(6, texts)}),
+                                  pd.DataFrame({"verdict": plain}))
+
+
+def test_buy_and_hold_and_mark_times_follow_the_decision_bars(googl: pd.DataFrame) -> None:
+    sim = Simulation(googl, start="2012-01-01", end="2013-01-01")
+    first = googl.index.get_loc(sim.decision_times[0])
+    last = googl.index.get_loc(sim.decision_times[-1])
+    assert sim.mark_times.equals(googl.index[first + 1:last + 2])
+    close = googl["close"]
+    assert sim.buy_and_hold_return == float(close.iloc[last + 1] / close.iloc[first] - 1.0)
+
+
+@pytest.mark.parametrize(("times", "expected"), [
+    (pd.date_range("2020-01-06", periods=30, freq="B"), 252.0),  # daily: 252 / year
+    (pd.date_range("2020-01-06", periods=30, freq="W"), 36.0),  # weekly: 252 / 7 days
+    (pd.date_range("2020-01-06", periods=240, freq="h", tz="UTC"), 252.0 * 24),
+    (pd.DatetimeIndex(["2020-01-01", "2020-01-02", "2020-01-04", "2020-01-07"]), 126.0),
+])
+def test_periods_per_year(times: pd.DatetimeIndex, expected: float) -> None:
+    assert periods_per_year(times) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("unit", ["s", "us", "ns"])
+def test_periods_per_year_takes_pandas_median_spacing(unit: str) -> None:
+    # irregular daily-or-slower bars: the annualization depends on the exact median
+    # spacing, which must be pandas' Series.diff().median() (a mean of two middle
+    # spacings, truncated to the index's unit)
+    rng = np.random.default_rng(3)
+    for n in (2, 3, 10, 11):
+        steps = rng.integers(86_400, 3 * 86_400, n - 1) * 10**9 + rng.integers(0, 7, n - 1)
+        times = pd.DatetimeIndex(np.cumsum([1_600_000_000 * 10**9, *steps])
+                                 .astype("datetime64[ns]")).as_unit(unit)
+        spacing = pd.Series(times).diff().dropna().median()
+        expected = 252 * pd.Timedelta(days=1) / min(spacing, pd.Timedelta(days=7))
+        assert periods_per_year(times) == expected
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_trading_metrics_count_rejections_by_first_appearance(dtype: Any) -> None:
+    times = pd.date_range("2020-01-06", periods=8, freq="h", tz="UTC")
+    verdicts = ["", "APPROVED", "ORDER_RATE", "", "POSITION_VALUE", "ORDER_RATE",
+                "DAILY_LOSS", "APPROVED"]
+    decisions = pd.DataFrame({
+        "time": times, "verdict": pd.Series(verdicts, dtype=dtype),
+        "fallback": pd.Series(["", "timeout: x", "", "", "", "", "", ""], dtype=dtype),
+        "position": [0, 5, 5, 5, 5, 5, 5, 10],
+    })
+    trades = pd.DataFrame({"quantity": [5, 5], "price": [10.0, 11.0],
+                           "commission": [1.0, 1.0], "realized_pnl": [-1.0, -1.0]})
+    equity = pd.Series(np.linspace(1000.0, 1010.0, 8), index=times)
+    metrics = trading_metrics(equity, trades, decisions, np.array([False, False]), 0.01)
+    assert list(metrics["rejections"].items()) == [
+        ("ORDER_RATE", 2), ("POSITION_VALUE", 1), ("DAILY_LOSS", 1)]
+    assert metrics["hold_fallbacks"] == 1 and metrics["trades"] == 2
+    none = decisions.assign(verdict=pd.Series([""] * 8, dtype=dtype))
+    assert trading_metrics(equity, trades, none, np.array([False, False]), 0.0)[
+        "rejections"] == {}
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_equity_and_position_are_the_steps_marks_bit_for_bit(googl: pd.DataFrame,
+                                                             batched: bool) -> None:
+    # the backtest spreads the account after each step over the HOLD bars at the end;
+    # regression guard: every bar's equity and position are what stepping every bar
+    # (StepResult.equity, Portfolio.position) gives, to the bit
+    policy = Linear(4)
+    result = run_backtest(googl, policy, start="2011-01-01", end="2013-06-01",
+                          batched=batched)
+    sim = Simulation(googl, start="2011-01-01", end="2013-06-01")
+    obs, marks, positions = sim.reset(), [], []
+    while not sim.done:
+        marks.append(sim.step(policy.predict(obs)).equity)
+        positions.append(sim.portfolio.position)
+        obs = sim.observation()
+    assert result.metrics["trades"] > 20 and (np.array(positions) == 0).any()
+    assert result.equity.to_numpy()[1:].tobytes() == np.array(marks).tobytes()
+    assert result.equity.iloc[0] == 100_000.0
+    assert result.decisions["position"].tolist() == positions

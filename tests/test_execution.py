@@ -126,3 +126,22 @@ def test_check_decision_uses_the_clock_for_stale_data(googl: pd.DataFrame) -> No
                               now=bar_time + pd.Timedelta(minutes=5))
     assert fresh is not None and fresh.approved
     assert stale is not None and stale.reason == Reason.STALE_DATA
+
+
+@pytest.mark.parametrize("fill_at", ["next_open", "close"])
+def test_step_times_are_the_bars_times(googl: pd.DataFrame, fill_at: str) -> None:
+    # steps on consecutive bars reuse the previous step's next-bar Timestamp: regression
+    # guard that every step, consecutive or not and after a reset, gets its own bars' times
+    sim = Simulation(googl, costs=Costs(fill_at=fill_at))
+    for first in (0, 7, 0):
+        sim.reset(first)
+        for action in (Action.BUY, Action.BUY, Action.HOLD, Action.SELL, Action.SELL):
+            i = sim.index
+            b = googl.index.get_loc(sim.decision_times[i])
+            result = sim.step(action)
+            assert result.time == googl.index[b] == sim.decision_times[i]
+            assert result.mark_time == googl.index[b + 1]
+            if result.fill is not None:
+                expected = googl.index[b + 1] if fill_at == "next_open" else googl.index[b]
+                assert result.fill.time == expected
+        sim.hold(3)

@@ -24,6 +24,7 @@ from tradinglib.features import (
     WARMUP_BARS,
     FeatureSpec,
     _raw_market_features,
+    _wall_clock,
     account_features,
     build_observation,
     describe_features,
@@ -466,3 +467,18 @@ def test_build_observation_rejects_wrong_shapes() -> None:
         build_observation(np.zeros(21), np.zeros(4))
     with pytest.raises(ObservationError, match=r"\(2, 2\)"):
         build_observation(np.zeros(22), np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("tz", ["UTC", "America/New_York", "Asia/Kolkata", None])
+@pytest.mark.parametrize("unit", ["s", "us", "ns"])
+def test_wall_clock_has_the_bits_of_the_index_fields(tz: str | None, unit: str) -> None:
+    # irregular times with sub-second parts, before and after 1970, across DST changes
+    steps = pd.to_timedelta(np.arange(3000) * 98_765_432_123 + 7, unit="ns")
+    utc = pd.DatetimeIndex(pd.Timestamp("1969-03-01", tz="UTC") + steps)
+    index = (utc.tz_convert(tz) if tz else utc.tz_localize(None)).as_unit(unit)
+    seconds, weekday = _wall_clock(index)
+    expected = (index.hour.to_numpy(np.float64) * 3600.0 + index.minute.to_numpy(np.float64)
+                * 60.0 + index.second.to_numpy(np.float64)
+                + index.microsecond.to_numpy(np.float64) / 1e6)
+    assert seconds.tobytes() == expected.tobytes()
+    assert weekday.tobytes() == index.day_of_week.to_numpy(np.float64).tobytes()

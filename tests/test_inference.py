@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tradinglib.data import load_bars
 from tradinglib.exceptions import ModelError, ObservationError
 from tradinglib.execution import Simulation
-from tradinglib.inference import LockedPolicy
+from tradinglib.inference import LockedPolicy, _affine
 from tradinglib.modelcard import ModelCard, card_path
 from tradinglib.types import Action
 
@@ -194,3 +195,39 @@ def test_wrong_spaces(tiny_model: tuple[Path, ModelCard], tmp_path: Path) -> Non
     _rewrite_card(path, sha256=file_sha256(path))
     with pytest.raises(ModelError, match=r"expected Box\(26,\)"):
         LockedPolicy.load(path)
+
+
+@pytest.mark.parametrize("activation", ["Tanh", "ReLU"])
+def test_numpy_backend_answers_as_sb3_for_each_activation(activation: str,
+                                                          observations: np.ndarray) -> None:
+    # regression: ReLU's np.maximum with a positional out warned (numpy 2.4) on every
+    # single-observation call, so with warnings as errors the policy failed to build
+    import torch
+    from stable_baselines3 import PPO
+
+    from tradinglib.env import TradingEnv
+
+    env = TradingEnv(load_bars("googl-daily").iloc[:300])
+    model = PPO("MlpPolicy", env, n_steps=64, device="cpu", seed=0,
+                policy_kwargs={"activation_fn": getattr(torch.nn, activation)})
+    policy = LockedPolicy(model)
+    assert policy.backend == "numpy", policy.backend_note
+    expected, _ = model.predict(observations, deterministic=True)
+    assert [policy.predict(obs) for obs in observations] == expected.tolist()
+    assert policy.decide_batch(observations).actions.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("rows", [1, 63, 64, 65, 1000])
+@pytest.mark.parametrize("shape", [(64, 64), (22, 64), (64, 3)])
+def test_affine_in_row_blocks_is_the_plain_product(rows: int, shape: tuple[int, int]) -> None:
+    rng = np.random.default_rng(rows)
+    x = rng.standard_normal((rows, shape[0])).astype(np.float32)
+    w = rng.standard_normal(shape).astype(np.float32)
+    bias_row = rng.standard_normal(shape[1]).astype(np.float32)
+    bias_rows = rng.standard_normal((rows, shape[1])).astype(np.float32)
+    for b in (bias_row, bias_rows):
+        expected = x.astype(np.float64) @ w.astype(np.float64) + b
+        for layout in (x, np.asfortranarray(x)):  # Simulation's market rows are F-ordered
+            got = _affine(layout, w, b)
+            assert got.dtype == np.float32 and got.shape == (rows, shape[1])
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)

@@ -35,8 +35,8 @@ from tradinglib.risk import RiskLimits
 from tradinglib.types import Action, Policy
 
 FIRST_BATCH = 256
-MIN_BATCH = 32
-MAX_BATCH = 8192
+MIN_BATCH = 64
+MAX_BATCH = 1024
 
 
 class BatchPolicy(Policy, Protocol):
@@ -88,31 +88,34 @@ class BacktestResult:
 
 
 class _Recorder:
-    """Per-decision arrays, filled as the simulation steps."""
+    """Per-decision records, filled as the simulation steps.
+
+    HOLD bars stepped in bulk leave cash and position as they are, so only the account
+    after each single step is kept; :meth:`marked` spreads it over the bars at the end.
+    """
 
     def __init__(self, sim: Simulation) -> None:
-        n = len(sim)
         self.sim = sim
-        self.actions = np.zeros(n, dtype=np.int8)
-        self.equity = np.empty(n, dtype=np.float64)
-        self.position = np.empty(n, dtype=np.int64)
+        self.actions = np.zeros(len(sim), dtype=np.int8)
+        self.stepped: list[int] = []  # decisions stepped one by one, and after each:
+        self.cash: list[float] = []  # the cash (USD)
+        self.held: list[int] = []  # and the position (shares)
         self.verdicts: dict[int, str] = {}
         self.fallbacks: dict[int, str] = {}
         self.fills: list[dict[str, Any]] = []
         self.closing: list[bool] = []  # per fill: did it reduce the position?
 
     def hold(self, n: int) -> None:
-        i = self.sim.index
-        self.equity[i:i + n] = self.sim.hold(n)
-        self.position[i:i + n] = self.sim.portfolio.position
+        self.sim.hold(n)
 
     def step(self, action: Action) -> StepResult:
-        i, realized = self.sim.index, self.sim.portfolio.realized_pnl
-        before = self.sim.portfolio.position
+        p = self.sim.portfolio
+        i, realized, before = self.sim.index, p.realized_pnl, p.position
         result = self.sim.step(action)
         self.actions[i] = action
-        self.equity[i] = result.equity
-        self.position[i] = self.sim.portfolio.position
+        self.stepped.append(i)
+        self.cash.append(p.cash)
+        self.held.append(p.position)
         if result.verdict is not None:
             self.verdicts[i] = result.verdict.reason.value
         if result.fill is not None:
@@ -120,10 +123,22 @@ class _Recorder:
             self.fills.append({
                 "time": f.time, "side": f.side, "quantity": abs(f.quantity), "price": f.price,
                 "commission": f.commission,
-                "realized_pnl": self.sim.portfolio.realized_pnl - realized,
+                "realized_pnl": p.realized_pnl - realized,
             })
-            self.closing.append(abs(self.sim.portfolio.position) < abs(before))
+            self.closing.append(abs(p.position) < abs(before))
         return result
+
+    def marked(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+        """Equity (USD) and position (shares) after each decision: the account after the
+        latest step up to it (the starting account before any), marked at its mark;
+        the arithmetic of :meth:`Portfolio.equity <tradinglib.portfolio.Portfolio.equity>`."""
+        latest = np.zeros(len(self.actions), dtype=np.intp)
+        latest[self.stepped] = 1
+        np.cumsum(latest, out=latest)  # steps up to each decision: 0 = none yet
+        cash = np.array([self.sim.initial_cash, *self.cash], dtype=np.float64)[latest]
+        position = np.array([0, *self.held], dtype=np.int64)[latest]
+        equity: npt.NDArray[np.float64] = cash + position * self.sim.marks
+        return equity, position
 
 
 def run_backtest(
@@ -167,7 +182,7 @@ def run_backtest(
             _run_batched(rec, policy)  # type: ignore[arg-type]
         else:
             _run_per_bar(rec, policy)
-        return _result(bars, sim, rec)
+        return _result(sim, rec)
 
 
 @contextmanager
@@ -256,34 +271,38 @@ def _predictor(sim: Simulation, policy: BatchPolicy) -> Callable[[int], Any]:
     return lambda n: policy.decide_batch(sim.observations_ahead(n))
 
 
-def _result(bars: pd.DataFrame, sim: Simulation, rec: _Recorder) -> BacktestResult:
+def _result(sim: Simulation, rec: _Recorder) -> BacktestResult:
     times = sim.decision_times
-    equity = pd.Series(np.concatenate(([sim.initial_cash], rec.equity)),
+    marked, position = rec.marked()
+    equity = pd.Series(np.concatenate(([sim.initial_cash], marked)),
                        index=times[:1].append(sim.mark_times).rename("time"), name="equity")
     n = len(times)
-    verdict = np.full(n, "", dtype=object)
-    verdict[list(rec.verdicts)] = list(rec.verdicts.values())
-    fallback = np.full(n, "", dtype=object)
-    fallback[list(rec.fallbacks)] = list(rec.fallbacks.values())
     decisions = pd.DataFrame({
         "time": times,
         "action": pd.Categorical.from_codes(rec.actions,
                                             categories=pd.Index([a.name for a in Action])),
-        "verdict": verdict,
-        "fallback": fallback,
-        "position": rec.position,
+        "verdict": _text_column(n, rec.verdicts),
+        "fallback": _text_column(n, rec.fallbacks),
+        "position": position,
     })
     trades = pd.DataFrame(rec.fills, columns=["time", "side", "quantity", "price", "commission",
                                               "realized_pnl"])
     events = pd.DataFrame([(e.time, e.kind, e.detail) for e in sim.guard.events],
                           columns=["time", "kind", "detail"])
-    closes = bars["close"].loc[equity.index[[0, -1]]]  # only the first and the last are used
-    # trading_metrics counts the verdicts in a Python loop, which runs several times
-    # faster over an object column than over the table's arrow-backed str column
-    counted = decisions.assign(verdict=pd.Series(verdict, dtype=object, copy=False))
-    metrics = trading_metrics(equity, trades, counted, np.array(rec.closing, dtype=bool),
-                              float(closes.iloc[-1] / closes.iloc[0] - 1.0))
+    metrics = trading_metrics(equity, trades, decisions, np.array(rec.closing, dtype=bool),
+                              sim.buy_and_hold_return)
     return BacktestResult(trades, equity, decisions, events, metrics)
+
+
+def _text_column(n: int, texts: dict[int, str]) -> Any:
+    """``n`` strings, ``texts[row]`` at its rows and "" elsewhere, as a table column of
+    pandas' inferred string dtype. Made by taking from the few distinct strings by code:
+    several times faster than inferring the dtype of ``n`` Python strings."""
+    distinct = list(dict.fromkeys(["", *texts.values()]))
+    code = {text: k for k, text in enumerate(distinct)}
+    codes = np.zeros(n, dtype=np.intp)
+    codes[list(texts)] = [code[text] for text in texts.values()]
+    return pd.Index(distinct).take(codes).array
 
 
 def summary_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -142,6 +143,8 @@ class Simulation:
         bar = positions[rows]
         self._bar = bar
         self._index = pd.DatetimeIndex(bars.index)
+        self._times = self._index.array  # an item of it costs less than one of the index
+        self._next_time = (0, self._time(0))  # (b, Timestamp of bar b), last made by step
         close = bars["close"].to_numpy(dtype=np.float64)
         self._open = bars["open"].to_numpy(dtype=np.float64)
         self._close = close
@@ -210,7 +213,22 @@ class Simulation:
     @property
     def mark_times(self) -> pd.DatetimeIndex:
         """Time of the bar after each decision bar, where that decision is marked."""
-        return self._index[self._bar + 1]
+        bar = self._bar
+        if bar[-1] - bar[0] + 1 == len(bar):  # one run of bars: a slice, not a gather
+            return self._index[bar[0] + 1:bar[-1] + 2]
+        return self._index[bar + 1]
+
+    @property
+    def marks(self) -> npt.NDArray[np.float64]:
+        """Per decision, the close of the next bar, where it is marked (USD); the
+        simulation's own array (read-only use)."""
+        return self._mark
+
+    @property
+    def buy_and_hold_return(self) -> float:
+        """The instrument's return from the first decision bar's close to the last mark
+        (the close of the bar after the last decision bar)."""
+        return float(self._mark[-1] / self._price[0] - 1.0)
 
     def account_ahead(self, n: int) -> npt.NDArray[np.float32]:
         """The account features (last 4 columns) of :meth:`observations_ahead`."""
@@ -231,10 +249,11 @@ class Simulation:
             max_daily_loss=self.limits.max_daily_loss,
         )
 
-    def hold(self, n: int) -> npt.NDArray[np.float64]:
-        """Step ``n`` HOLD decisions at once; return the equity marks (USD) after each.
+    def hold(self, n: int) -> None:
+        """Step ``n`` HOLD decisions at once.
 
-        Same outcome as ``n`` calls of ``step(Action.HOLD)``, without per-bar objects.
+        Same outcome as ``n`` calls of ``step(Action.HOLD)``, without per-bar objects;
+        the account, and so its equity marks (cash + position x :attr:`marks`), stays.
         """
         i = self._i
         if not 0 < n <= len(self._bar) - i:
@@ -245,7 +264,6 @@ class Simulation:
             first = i + int(np.argmax(self._day[i:i + n] == last))  # first bar of the last day
             p.start_day(date.fromordinal(last), float(self._price[first]))
         self._i += n
-        return p.cash + p.position * self._mark[i:i + n]
 
     def step(self, action: Action) -> StepResult:
         """Decide ``action`` at the current bar, fill, mark at the next bar, advance."""
@@ -254,7 +272,12 @@ class Simulation:
         action = Action(action)
         i = self._i
         b = int(self._bar[i])
-        now, nxt = self._index[b], self._index[b + 1]  # Timestamps only for bars stepped
+        # Timestamps only for bars stepped; orders often come on consecutive bars, so
+        # the previous step's next-bar Timestamp is this step's bar Timestamp
+        cached, stamp = self._next_time
+        now = stamp if cached == b else self._time(b)
+        nxt = self._time(b + 1)
+        self._next_time = (b + 1, nxt)
         price = float(self._price[i])
         if self.costs.fill_at == "next_open":
             fill_time, fill_price = nxt, float(self._open[b + 1])
@@ -267,6 +290,10 @@ class Simulation:
         self._i = i + 1
         equity = self.portfolio.equity(float(self._mark[i]))
         return StepResult(now, action, intent, verdict, fill, nxt, equity)
+
+    def _time(self, b: int) -> pd.Timestamp:
+        """The Timestamp of bar ``b``."""
+        return cast(pd.Timestamp, self._times[b])
 
 
 def _positions(index: pd.DatetimeIndex, times: pd.DatetimeIndex) -> npt.NDArray[np.intp]:

@@ -200,7 +200,8 @@ if (
 
 _N_MARKET: Final = len(MARKET_FEATURE_NAMES)
 _N_ACCOUNT: Final = len(ACCOUNT_FEATURE_NAMES)
-_ROLLING_CHUNK: Final = 1 << 16
+_ROLLING_CHUNK: Final = 1 << 13  # windows per chunk: its ~10 work arrays stay in cache
+_MICROS_PER_DAY: Final = 86_400_000_000
 
 _F64 = npt.NDArray[np.float64]
 
@@ -280,12 +281,9 @@ def _rolling_mean_std(x: _F64, window: int, *, with_std: bool = True) -> tuple[_
     std = np.full(n, np.nan)
     if n < window:
         return mean, std
-    # a window is flat when no two neighbours in it differ and it is not NaN (exact, as
-    # max == min), counted from the running number of changes between neighbours
-    changes = np.concatenate(([0], np.cumsum(x[1:] != x[:-1])))
-    flat_all = (changes[window - 1:] == changes[:n - window + 1]) & ~np.isnan(x[window - 1:])
+    flat_all = _flat_windows(x, window) if with_std else None
     count = n - window + 1
-    for start in range(0, count, _ROLLING_CHUNK):  # chunks bound memory
+    for start in range(0, count, _ROLLING_CHUNK):  # chunks bound memory and fit the cache
         stop = min(start + _ROLLING_CHUNK, count)
         s = slice(window - 1 + start, window - 1 + stop)
 
@@ -294,7 +292,7 @@ def _rolling_mean_std(x: _F64, window: int, *, with_std: bool = True) -> tuple[_
 
         m = _window_sum(value, window) / window
         mean[s] = m
-        if with_std:
+        if flat_all is not None:
             scratch = np.empty(stop - start)
 
             def square(k: int, start: int = start, stop: int = stop, m: _F64 = m,
@@ -305,6 +303,16 @@ def _rolling_mean_std(x: _F64, window: int, *, with_std: bool = True) -> tuple[_
             var = _window_sum(square, window) / window
             std[s] = np.where(flat_all[start:stop], 0.0, np.sqrt(var))
     return mean, std
+
+
+def _flat_windows(x: _F64, window: int) -> npt.NDArray[np.bool_]:
+    """Per full window of ``x``: True when its values are all equal and not NaN (exact,
+    as max == min), counted from the running number of changes between neighbours."""
+    n = len(x)
+    changes = np.concatenate(([0], np.cumsum(x[1:] != x[:-1])))
+    flat: npt.NDArray[np.bool_] = ((changes[window - 1:] == changes[:n - window + 1])
+                                   & ~np.isnan(x[window - 1:]))
+    return flat
 
 
 def _window_sum(term: Callable[[int], _F64], window: int) -> _F64:
@@ -351,18 +359,18 @@ def _seeded_ewm(x: _F64, alpha: float, span: int) -> _F64:
     The first value sits where ``span`` values are available (counted from the first
     non-NaN of ``x``) and equals their mean; earlier values are NaN. Leading NaNs only.
     """
-    out = np.full(len(x), np.nan)
     valid = np.flatnonzero(~np.isnan(x))
     if len(valid) < span:
-        return out
+        return np.full(len(x), np.nan)
     first = int(valid[0])
     seed_at = first + span - 1
     seeded = x.copy()
     seeded[:seed_at] = np.nan
     seeded[seed_at] = x[first : seed_at + 1].mean()
-    result = pd.Series(seeded).ewm(alpha=alpha, adjust=False).mean().to_numpy(np.float64)
-    out[seed_at:] = result[seed_at:]
-    return out
+    # NaN until the seed, as the EWM of leading NaNs is NaN
+    ewm = pd.Series(seeded, copy=False).ewm(alpha=alpha, adjust=False).mean()
+    result: _F64 = ewm.to_numpy(np.float64)
+    return result
 
 
 def _safe_div(num: _F64, den: _F64, where_zero: float) -> _F64:
@@ -370,6 +378,19 @@ def _safe_div(num: _F64, den: _F64, where_zero: float) -> _F64:
     out = np.full_like(num, where_zero)
     np.divide(num, den, out=out, where=den != 0)
     return out
+
+
+def _wall_clock(index: pd.DatetimeIndex) -> tuple[_F64, _F64]:
+    """Seconds since midnight (with microseconds) and weekday (Monday = 0) of each time
+    on its own timezone's wall clock: the ``hour * 3600 + minute * 60 + second +
+    microsecond / 1e6`` and ``day_of_week`` of the index, bit for bit, from its integers
+    in one pass instead of one pass per field."""
+    wall = index.tz_localize(None) if index.tz is not None else index
+    micros = wall.to_numpy().astype("datetime64[us]").astype(np.int64)
+    days, in_day = np.divmod(micros, _MICROS_PER_DAY)
+    whole, fraction = np.divmod(in_day, 1_000_000)
+    seconds = whole.astype(np.float64) + fraction.astype(np.float64) / 1e6
+    return seconds, ((days + 3) % 7).astype(np.float64)  # 1970-01-01 was a Thursday
 
 
 def _raw_market_features(bars: pd.DataFrame) -> _F64:
@@ -419,14 +440,9 @@ def _raw_market_features(bars: pd.DataFrame) -> _F64:
     f["bar_range"] = (high - low) / close * 100.0
     f["close_loc"] = np.clip(_safe_div(close - low, high - low, 0.5), 0.0, 1.0)
 
-    seconds = (
-        index.hour.to_numpy(np.float64) * 3600.0
-        + index.minute.to_numpy(np.float64) * 60.0
-        + index.second.to_numpy(np.float64)
-        + index.microsecond.to_numpy(np.float64) / 1e6
-    )
+    seconds, weekday = _wall_clock(index)
     tod = 2.0 * np.pi * seconds / 86400.0
-    dow = 2.0 * np.pi * index.day_of_week.to_numpy(np.float64) / 7.0
+    dow = 2.0 * np.pi * weekday / 7.0
     f["tod_sin"], f["tod_cos"] = np.sin(tod), np.cos(tod)
     f["dow_sin"], f["dow_cos"] = np.sin(dow), np.cos(dow)
 
@@ -537,23 +553,26 @@ def account_features_ahead(
             f"limits must be > 0: max_position_value={max_position_value!r}, "
             f"max_daily_loss={max_daily_loss!r}"
         )
-    scalars = (position, avg_cost, cash, max_position_value, max_daily_loss)
-    if not (math.isfinite(sum(scalars)) and np.isfinite(prices).all()
-            and np.isfinite(day_realized_pnl).all()):
+    out = np.empty((_N_ACCOUNT, len(prices)))  # a row per feature, transposed at the end
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values: the clip bounds them
+        exposure = prices * position
+        equity = exposure + cash
+        np.divide(exposure, max_position_value, out=out[0])
+        unrealized = np.subtract(prices, avg_cost, out=out[1])
+        unrealized *= position
+        unrealized /= max_daily_loss
+        np.divide(day_realized_pnl, max_daily_loss, out=out[2])
+        out[3] = 0.0  # cash_fraction where equity <= 0
+        np.divide(cash, equity, out=out[3], where=equity > 0)
+        total = float(np.add.reduce(out, axis=None))
+    # a non-finite input leaves a non-finite value (or sum) behind: one check for all
+    if not math.isfinite(total + position + avg_cost + cash + max_position_value
+                         + max_daily_loss):
         _raise_non_finite(position, prices, avg_cost, day_realized_pnl, cash,
                           max_position_value, max_daily_loss)
-    out = np.empty((len(prices), _N_ACCOUNT), dtype=np.float64)
-    with np.errstate(over="ignore"):  # huge finite values: the clip below bounds them
-        exposure = position * prices
-        equity = cash + exposure
-        np.divide(exposure, max_position_value, out=out[:, 0])
-        np.divide(position * (prices - avg_cost), max_daily_loss, out=out[:, 1])
-        np.divide(day_realized_pnl, max_daily_loss, out=out[:, 2])
-        out[:, 3] = 0.0  # cash_fraction where equity <= 0
-        np.divide(cash, equity, out=out[:, 3], where=equity > 0)
     np.maximum(out, -FEATURE_CLIP, out=out)  # the clip, as two ufuncs (np.clip's wrapper
     np.minimum(out, FEATURE_CLIP, out=out)   # costs more than the work at a few rows)
-    return out.astype(np.float32)
+    return np.ascontiguousarray(out.T, dtype=np.float32)
 
 
 _ACCOUNT_ARGS: Final = ("position", "price", "avg_cost", "day_realized_pnl", "cash",

@@ -57,14 +57,23 @@ _ONE_THREAD_PRODUCT = 65_536 * 4
 
 def _affine(x: Array, w: Array, b: Array) -> Array:
     """``x @ w + b`` (float32), the product in row blocks that OpenBLAS runs on one
-    thread; ``b`` is one bias row, or one row per row of ``x``."""
-    out = np.empty((len(x), w.shape[1]), dtype=np.float32)
-    block = max(1, _ONE_THREAD_PRODUCT // (w.shape[0] * w.shape[1]))
-    if len(x) <= block:
-        np.matmul(x, w, out=out)
-    else:
-        for start in range(0, len(x), block):
-            np.matmul(x[start:start + block], w, out=out[start:start + block])
+    thread; ``b`` is one bias row, or one row per row of ``x``.
+
+    The whole blocks go to numpy as one stack of matrices (it makes one BLAS product per
+    block, without a Python loop), the rows left over as one more product.
+    """
+    n, (inner, outer) = len(x), w.shape
+    block = max(1, _ONE_THREAD_PRODUCT // (inner * outer))
+    if n <= block:  # one product (the usual case): the cheapest call
+        out: Array = np.matmul(x, w)
+        out += b
+        return out
+    out = np.empty((n, outer), dtype=np.float32)
+    whole = n - n % block
+    np.matmul(x[:whole].reshape(-1, block, inner), w,
+              out=out[:whole].reshape(-1, block, outer))
+    if whole < n:
+        np.matmul(x[whole:], w, out=out[whole:])
     out += b
     return out
 
@@ -90,13 +99,14 @@ class _NumpyMlp:
         outputs = [buf[:-1] for buf in inputs[1:]] + [self._logits]
         self._obs = inputs[0][:-1]
         # per layer: matmul into the output buffer, then the activation in place
-        # (positional ``out`` arguments: the cheapest call numpy offers)
-        self._steps: list[tuple[np.ufunc, tuple[Any, ...]]] = []
+        # (a positional ``out`` is the cheapest call numpy offers; np.maximum, ReLU,
+        # takes its ``out`` by keyword only, since numpy 2.4 warns about a third operand)
+        self._steps: list[tuple[np.ufunc, tuple[Any, ...], dict[str, Array]]] = []
         for x, w, out, act in zip(inputs, self._weights, outputs, self._activations,
                                   strict=True):
-            self._steps.append((np.matmul, (x, w, out)))
+            self._steps.append((np.matmul, (x, w, out), {}))
             if act is not None:
-                self._steps.append((act[0], (out, *act[1], out)))
+                self._steps.append((act[0], (out, *act[1]), {"out": out}))
         # batches: the layers above the first as (weights, bias, activation)
         self._upper = [(np.ascontiguousarray(w[:-1]), w[-1], act)
                        for w, act in zip(self._weights[1:], self._activations[1:], strict=True)]
@@ -104,8 +114,8 @@ class _NumpyMlp:
     def one(self, obs: Array) -> Action:
         """The action for one observation of shape (26,)."""
         self._obs[:] = obs
-        for ufunc, args in self._steps:
-            ufunc(*args)
+        for ufunc, args, out in self._steps:
+            ufunc(*args, **out)
         return _ACTIONS[int(self._logits.argmax())]
 
     def __call__(self, batch: Array) -> npt.NDArray[np.int64]:
@@ -176,11 +186,9 @@ class _PreparedMlp:
         if len(account) == 1:  # the single-observation path is the reference, and cheaper
             obs = np.concatenate((self.market[first], account[0]))
             return np.array([self._mlp.one(obs)], dtype=np.int64)
-        rows = slice(first, first + len(account))
-        x = _affine(account, self._account_weights, self._base[rows])
-        market = self.market[rows]
+        x = _affine(account, self._account_weights, self._base[first:first + len(account)])
         return self._mlp._answers(
-            x, lambda row: np.concatenate((market[row], account[row])))
+            x, lambda row: np.concatenate((self.market[first + row], account[row])))
 
 
 def _extract_mlp(model: Any) -> _NumpyMlp | str:
