@@ -1,9 +1,11 @@
-"""Decision latency of an IB paper session: a bar published by the gateway simulator to
-the session's order arriving at the gateway, on loopback, over N cycles.
+"""Decision latency of an IB paper session: a bar arriving at the client to the order it
+causes arriving at the gateway simulator, on loopback, over N cycles.
 
-The gateway runs in its own process, as TWS or IB Gateway would, and measures there: it
-publishes a bar, waits for the order it causes (the arrival is its own log record of the
+The gateway runs in its own process, as TWS or IB Gateway would: it publishes a bar,
+waits for the order it causes (the arrival is the time of its own log record of the
 order), waits 50 ms (ib_async throttles itself to 45 requests a second), and repeats.
+The client records when each new bar reached it (ib_async's bar update event). Both
+sides read CLOCK_MONOTONIC (``time.monotonic``), one clock for all processes on Linux.
 
 - Baseline, in the same run: the floor of that round trip, an ib_async client that places
   an order the moment a bar arrives and does nothing else.
@@ -58,7 +60,8 @@ class _Arrivals(logging.Handler):
 
 def _serve_and_drive(cycles: int) -> None:
     """Serve a gateway, print its port; once a client is there, drive ``cycles`` bars
-    and print the latencies (ms) as JSON; serve until stdin closes."""
+    and print each cycle's order arrival time (None if no order came) as JSON; serve
+    until stdin closes."""
     from tradinglib.data import load_bars
     from tradinglib.gateway import Gateway, GatewayThread
 
@@ -73,26 +76,26 @@ def _serve_and_drive(cycles: int) -> None:
         while not g.clients() and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(_SETTLE_S)
-        latencies: list[float] = []
+        arrived: list[float | None] = []
         for _ in range(cycles):
             time.sleep(_PACE_S)
             arrivals.event.clear()
             seen = len(arrivals.times)
-            published = time.monotonic()
             g.advance()
-            if arrivals.event.wait(1.0) and len(arrivals.times) > seen:
-                latencies.append((arrivals.times[seen] - published) * 1000)
+            got = arrivals.event.wait(1.0) and len(arrivals.times) > seen
+            arrived.append(arrivals.times[seen] if got else None)
         for _ in range(_TAIL_BARS):
             time.sleep(0.2)
             g.advance()
-        print(json.dumps(latencies), flush=True)
+        print(json.dumps(arrived), flush=True)
         sys.stdin.read()  # until the benchmark is done with us
 
 
 # -- the clients ---------------------------------------------------------------------------
 
-def _baseline(port: int, stop: threading.Event) -> None:
-    """An ib_async client that sends an order on every new bar, nothing else."""
+def _baseline(port: int, stop: threading.Event, bar_times: list[float]) -> None:
+    """An ib_async client that sends an order on every new bar, nothing else; the
+    arrival time of every new bar goes to ``bar_times``."""
     import ib_async
 
     async def main() -> None:
@@ -104,6 +107,7 @@ def _baseline(port: int, stop: threading.Event) -> None:
 
         def on_bar(bars: object, new: bool) -> None:
             if new:
+                bar_times.append(time.monotonic())
                 n = len(ib.trades())
                 order = ib_async.MarketOrder("BUY" if n % 2 == 0 else "SELL", 5)
                 order.orderRef = f"b-{n}"
@@ -117,8 +121,11 @@ def _baseline(port: int, stop: threading.Event) -> None:
     asyncio.run(main())
 
 
-def _session(port: int, model: Path, folder: Path, cycles: int) -> None:
-    """The real session, every decision turned into an order."""
+def _session(port: int, model: Path, folder: Path, cycles: int,
+             bar_times: list[float]) -> None:
+    """The real session, every decision turned into an order; the arrival time of every
+    new bar (IBBroker's bar update handler) goes to ``bar_times``."""
+    from tradinglib.broker.ib import IBBroker
     from tradinglib.inference import LockedPolicy
     from tradinglib.session import SessionConfig, run_session
     from tradinglib.types import Action, Decision
@@ -131,7 +138,15 @@ def _session(port: int, model: Path, folder: Path, cycles: int) -> None:
         turn["n"] += 1
         return Decision(Action.BUY if turn["n"] % 2 else Action.SELL, "model", answer.latency)
 
+    on_bars = IBBroker._on_bars
+
+    def record(self: IBBroker, bars: object, has_new_bar: bool) -> None:
+        if has_new_bar:
+            bar_times.append(time.monotonic())
+        on_bars(self, bars, has_new_bar)
+
     LockedPolicy.decide = decide  # type: ignore[method-assign]
+    IBBroker._on_bars = record  # type: ignore[method-assign]
     config = SessionConfig(model_path=model, broker="ib", ib_port=port, cycle_seconds=2.0,
                            run_id="bench", session_minutes=(cycles + 1) * 2.0 / 60,
                            max_daily_loss=1e9, max_position_value=1e9)
@@ -139,6 +154,7 @@ def _session(port: int, model: Path, folder: Path, cycles: int) -> None:
         run_session(config, folder)
     finally:
         LockedPolicy.decide = real_decide  # type: ignore[method-assign]
+        IBBroker._on_bars = on_bars  # type: ignore[method-assign]
 
 
 def _measure(cycles: int, client: str, model: Path, folder: Path) -> list[float]:
@@ -150,19 +166,21 @@ def _measure(cycles: int, client: str, model: Path, folder: Path) -> list[float]
     assert gateway.stdout is not None and gateway.stdin is not None
     port = int(gateway.stdout.readline().split()[1])
     stop = threading.Event()
+    bar_times: list[float] = []
     if client == "baseline":
-        runner = threading.Thread(target=_baseline, args=(port, stop), daemon=True)
+        runner = threading.Thread(target=_baseline, args=(port, stop, bar_times), daemon=True)
     else:
-        runner = threading.Thread(target=_session, args=(port, model, folder, cycles),
-                                  daemon=True)
+        runner = threading.Thread(target=_session,
+                                  args=(port, model, folder, cycles, bar_times), daemon=True)
     runner.start()
-    latencies = [float(x) for x in json.loads(gateway.stdout.readline())]
+    arrived = json.loads(gateway.stdout.readline())
     stop.set()
     runner.join(120)
     gateway.stdin.close()
     gateway.wait(30)
     gateway.stdout.close()
-    return latencies
+    return [(order - bar) * 1000 for order, bar in zip(arrived, bar_times, strict=False)
+            if order is not None]
 
 
 def _percentiles(name: str, ms: list[float]) -> float:
@@ -189,8 +207,8 @@ def main() -> None:
         base = _measure(args.cycles, "baseline", model, Path(tmp) / "none")
         logging.getLogger("tradinglib").setLevel(logging.WARNING)
         ours = _measure(args.cycles, "session", model, Path(tmp) / "session")
-    print(f"\nbar published by the gateway (own process) -> order arrived at it, loopback, "
-          f"{args.cycles} cycles each:")
+    print(f"\nbar arrived at the client -> order arrived at the gateway (own process), "
+          f"loopback, {args.cycles} cycles each:")
     base99 = _percentiles("baseline (bare ib_async on-bar order)", base)
     p99 = _percentiles("tradinglib session (full decision path)", ours)
     print(f"decision path: p99 {p99 / base99:.1f}x the bare round trip; "

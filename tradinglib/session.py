@@ -42,6 +42,7 @@ session whose process died, from its journal and the broker's executions.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import logging
 import math
@@ -489,12 +490,16 @@ def _run(config: SessionConfig, run_id: str, journal: Journal,
     if server is not None:
         journal.set_meta("metrics_url", server.url)
         log.info("metrics: %s", server.url)
+    # what exists now (modules, the model, the history) lives as long as the session:
+    # keep it out of the garbage collector's full passes, which would stall cycles
+    gc.freeze()
     try:
         session = _Session(config, run_id, policy, broker, clock, journal, metrics)
         if previous is not None:
             session.restore(previous)
         return session.run(cycles)
     finally:
+        gc.unfreeze()
         broker.close()
         if server is not None:
             server.close()
@@ -614,6 +619,7 @@ class _Session:
         self.portfolio = Portfolio(**self.start_account)
         self.first_cycle = 0
         self.orders: dict[str, tuple[OrderRequest, OrderState]] = {}
+        self.in_flight: set[str] = set()  # refs of orders sent and not final yet
         self.filled: Counter[str] = Counter()
         self.fills_seen = 0
         self.events_seen = 0
@@ -680,8 +686,8 @@ class _Session:
             limit = None if pd.isna(o["limit_price"]) else float(o["limit_price"])
             request = OrderRequest(o["ref"], self.config.symbol, int(o["quantity"]), o["type"],
                                    limit)
-            self.orders[o["ref"]] = (request, OrderState(o["ref"], o["broker_id"], o["state"],
-                                                         int(o["filled"]), o["detail"]))
+            self._track(request, OrderState(o["ref"], o["broker_id"], o["state"],
+                                            int(o["filled"]), o["detail"]))
         for ref, quantity in zip(journal["fills"]["ref"], journal["fills"]["quantity"],
                                  strict=True):
             self.filled[ref] += abs(int(quantity))
@@ -751,20 +757,24 @@ class _Session:
             self._book(fill, now)
         # while an order is in flight the broker's position may already include a fill
         # whose report has not arrived: adopting it now would count that fill twice
-        if not self._in_flight():
+        if not self.in_flight:
             self.guard.sync(self.broker.account(), self.portfolio, now)
         self._journal_events()
         return len(fills)
 
-    def _in_flight(self) -> list[str]:
-        """Refs of this session's orders sent but not yet final."""
-        return [ref for ref, (_, state) in self.orders.items() if not state.final]
+    def _track(self, request: OrderRequest, state: OrderState) -> None:
+        """Record ``state`` as the latest of ``request``'s order."""
+        self.orders[request.ref] = (request, state)
+        if state.final:
+            self.in_flight.discard(request.ref)
+        else:
+            self.in_flight.add(request.ref)
 
     def _await_fills(self, seconds: float) -> None:
         """Book fills until no order is in flight, for at most ``seconds`` (live brokers
         may report a fill a moment after the bar it happened on)."""
         give_up = time.monotonic() + seconds
-        while self._in_flight() and time.monotonic() < give_up:
+        while self.in_flight and time.monotonic() < give_up:
             time.sleep(_FILL_POLL_S)
             self._reconcile(self.clock.now())
 
@@ -844,10 +854,10 @@ class _Session:
     def _send(self, request: OrderRequest, now: datetime) -> OrderState:
         """Place ``request``, journal its state, warn if the broker rejected it."""
         # known before it is sent: a fill arriving after a lost answer still finds it
-        self.orders[request.ref] = (request, OrderState(request.ref, "", "submitted",
-                                                        detail="sent, no answer yet"))
+        self._track(request, OrderState(request.ref, "", "submitted",
+                                        detail="sent, no answer yet"))
         state = self.broker.place_order(request)
-        self.orders[request.ref] = (request, state)
+        self._track(request, state)
         self.journal.order(now, request, state)
         self.metrics.record_order(state.status)
         log.info("order %s: %+d %s %s -> %s", request.ref, request.quantity, request.symbol,
@@ -885,7 +895,7 @@ class _Session:
         if known is not None and self.filled[fill.ref] >= abs(known[0].quantity):
             request, state = known
             done = replace(state, status="filled", filled=self.filled[fill.ref])
-            self.orders[fill.ref] = (request, done)
+            self._track(request, done)
             self.journal.order(now, request, done)
 
     def _flatten(self) -> None:
@@ -927,7 +937,7 @@ class _Session:
             done = self.broker.cancel_order(state.ref)
             known = self.orders.get(state.ref)
             if known is not None:
-                self.orders[state.ref] = (known[0], done)
+                self._track(known[0], done)
                 self.journal.order(self.clock.now(), known[0], done)
             log.info("order %s %s at the session end", state.ref, done.status,
                      extra={"event": "order", "ref": state.ref, "status": done.status})

@@ -23,10 +23,12 @@ subscribes the bars again.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -105,6 +107,7 @@ class IBBroker:
         self._thread: IBThread | None = None
         self._ib: Any = None
         self._bars: Any = None
+        self._refs = _RefIndex()
         self._frame = pd.DataFrame()
         self._connected = False
         self._bar_event = threading.Event()
@@ -134,6 +137,7 @@ class IBBroker:
             self._thread = IBThread(self.timeout)
             self._ib = self._thread.call(self._make_client)
         self._errors.clear()
+        self._refs = _RefIndex()  # a connect re-reads everything from IB
         try:
             self._thread.call(lambda: self._ib.connectAsync(
                 self.host, self.port, clientId=self.client_id, timeout=self.timeout),
@@ -279,10 +283,8 @@ class IBBroker:
         """
         check_fill_index(n)
         thread = self._ready()
-        fills = thread.call(self._ib.fills)
-        ours = sorted((f for f in fills if f.execution.orderRef.startswith(self.ref_prefix)),
-                      key=lambda f: (f.execution.time, f.execution.execId))
-        return [mapping.broker_fill(f) for f in ours[n:]]
+        fills = thread.call(lambda: self._index().our_fills[n:])
+        return [mapping.broker_fill(f) for f in fills]
 
     def bars(self, symbol: str) -> pd.DataFrame:
         """The bars of ``symbol`` received so far (history, then updates); only rows new
@@ -375,13 +377,23 @@ class IBBroker:
     def _find(self, ref: str) -> tuple[Any, Any]:
         """The IB trade placed under ``ref`` (open or completed), else an execution of
         it (read back after a restart), else (None, None)."""
-        for trade in self._ib.trades():
-            if trade.order.orderRef == ref:
-                return trade, None
-        for fill in self._ib.fills():
-            if fill.execution.orderRef == ref:
-                return None, fill
-        return None, None
+        index = self._index()
+        return index.trades.get(ref), index.fills.get(ref)
+
+    def _index(self) -> _RefIndex:
+        """Take in the trades and fills IB reported since the last call (IB keeps them
+        in arrival order); the index. Each call looks at the new ones only."""
+        index = self._refs
+        trades, fills = self._ib.trades(), self._ib.fills()
+        for trade in trades[index.trades_seen:]:
+            index.trades.setdefault(trade.order.orderRef, trade)
+        for fill in fills[index.fills_seen:]:
+            ref = fill.execution.orderRef
+            index.fills.setdefault(ref, fill)
+            if ref.startswith(self.ref_prefix):
+                bisect.insort(index.our_fills, fill, key=_execution_order)
+        index.trades_seen, index.fills_seen = len(trades), len(fills)
+        return index
 
     def _acknowledged(self, trade: Any, *, done: bool = False) -> OrderState:
         """(caller's thread) Poll until IB has acknowledged ``trade`` (or it is done,
@@ -411,6 +423,22 @@ class IBBroker:
             self._thread.call(self._ib.disconnect, timeout=2.0)
         except Exception as exc:  # best effort while tearing down
             log.debug("disconnect: %s", exc)
+
+
+@dataclass(slots=True)
+class _RefIndex:
+    """Trades and fills by order ref, and this session's fills in execution order, as
+    far as IB's lists have been looked at (``trades_seen``, ``fills_seen``)."""
+
+    trades: dict[str, Any] = field(default_factory=dict)
+    fills: dict[str, Any] = field(default_factory=dict)
+    our_fills: list[Any] = field(default_factory=list)
+    trades_seen: int = 0
+    fills_seen: int = 0
+
+
+def _execution_order(fill: Any) -> tuple[Any, str]:
+    return fill.execution.time, fill.execution.execId
 
 
 def _state(trade: Any, fill: Any, note: str) -> OrderState:
