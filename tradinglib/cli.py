@@ -333,16 +333,15 @@ def _validator(err: Console) -> Validator | None:
     return runs.validate_with_params
 
 
-_KEY_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
-
-
 def _key_metrics(results: dict[str, Any]) -> dict[str, object]:
     """The key metrics of a run's results: top level first, then a ``metrics`` or
     ``summary`` object."""
+    from tradinglib.runs import KEY_METRICS
+
     places = [results, *(results[k] for k in ("metrics", "summary")
                          if isinstance(results.get(k), dict))]
     found: dict[str, object] = {}
-    for name in _KEY_METRICS:
+    for name in KEY_METRICS:
         for place in places:
             if name in place:
                 found[name] = place[name]
@@ -512,7 +511,7 @@ def _at_open(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]
 
 
 def _cmd_runs_list(args: argparse.Namespace, settings: Settings) -> None:
-    from tradinglib.runs import list_runs, runs_folder
+    from tradinglib.runs import KEY_METRICS, list_runs, runs_folder
 
     folder = runs_folder()
     infos = list_runs(folder, kind=args.kind)
@@ -528,7 +527,7 @@ def _cmd_runs_list(args: argparse.Namespace, settings: Settings) -> None:
                      if len(shown) < len(infos) else ""))
     for name in ("run", "kind", "label", "status", "duration"):
         table.add_column(name, no_wrap=name == "run")
-    for name in _KEY_METRICS:
+    for name in KEY_METRICS:
         table.add_column(name, justify="right")
     table.add_column("error")
     for info in shown:
@@ -536,7 +535,7 @@ def _cmd_runs_list(args: argparse.Namespace, settings: Settings) -> None:
         table.add_row(
             info.run_id, info.kind, info.label, info.status,
             "" if info.duration_s is None else f"{info.duration_s:.1f}s",
-            *(_fmt(n, metrics[n]) if n in metrics else "" for n in _KEY_METRICS),
+            *(_fmt(n, metrics[n]) if n in metrics else "" for n in KEY_METRICS),
             info.error or "")
     out.print(table)
 

@@ -25,6 +25,8 @@ PARAMS_FILE = "params.yaml"
 NOTEBOOK_FILE = "notebook.ipynb"
 KERNEL_LOG = "kernel.log"
 HTML_FILE = "report.html"
+KEY_METRICS = ("total_return", "sharpe", "max_drawdown", "trades")
+"""The figures a run list or a sweep summary shows for each run, in this order."""
 TMP_PREFIX = ".tmp-"
 KERNEL_NAME = "python3"
 OUTPUT_DIR_PARAM = "output_dir"

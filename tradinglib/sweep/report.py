@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from tradinglib.exceptions import InputError
 from tradinglib.report import WIDTH
-from tradinglib.runs import HTML_FILE, RunResult, run_notebook, validate_with_params
+from tradinglib.runs import HTML_FILE, KEY_METRICS, RunResult, run_notebook, validate_with_params
 from tradinglib.sweep.identity import STEP_TAG, SWEEP_TAG
 from tradinglib.sweep.spec import SWEEP_FILE, Sweep
 from tradinglib.sweep.summary import FIXED_COLUMNS, PAIR_COLUMNS, read_summary
@@ -30,7 +30,6 @@ REPORT_KIND: Final = "sweep_report"
 REPORT_NOTEBOOK: Final = "sweep_report.ipynb"
 REPORT_FILE: Final = HTML_FILE
 _WINDOW_COLUMNS: Final = ("window", "train_start", "train_end", "test_start", "test_end")
-_KEY_METRICS: Final = ("total_return", "sharpe", "max_drawdown", "trades")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +102,7 @@ def overview_table(results: SweepResults) -> pd.DataFrame:
 
 def points_table(results: SweepResults) -> pd.DataFrame:
     """One row per point: number, varied values, status, key metrics, error."""
-    metrics = [m for m in dict.fromkeys((results.metric, *_KEY_METRICS))
+    metrics = [m for m in dict.fromkeys((results.metric, *KEY_METRICS))
                if m in results.summary]
     columns = ["point", *results.varied, "status", *metrics, "error"]
     return results.summary[columns].reset_index(drop=True)
