@@ -11,7 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tradinglib.data import BUILTIN_SOURCES, describe_bars, format_bars_info, load_bars
+from tradinglib.data import (
+    BUILTIN_SOURCES,
+    describe_bars,
+    format_bars_info,
+    load_bars,
+    source_path,
+)
 from tradinglib.exceptions import DataError, InputError
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -517,3 +523,9 @@ def test_format_lists_only_the_first_gaps() -> None:
     assert info.frequency_label == "10 minutes"
     assert len(info.gaps) == 8
     assert re.search(r"\.\.\. and 6 more$", text)
+
+
+def test_source_path_keeps_builtins_and_anchors_files(tmp_path: Path) -> None:
+    assert source_path("googl-daily", tmp_path) == "googl-daily"
+    assert source_path("data/x.csv", tmp_path) == str(tmp_path / "data" / "x.csv")
+    assert source_path(tmp_path / "y.parquet") == str(tmp_path / "y.parquet")

@@ -186,14 +186,14 @@ def _demo_gateway(stack: contextlib.ExitStack, params: dict[str, Any], root: Pat
     """Start the IB gateway simulator on a free loopback port, replaying the paper
     parameters' data from the model's held-out start; the parameters that point the
     paper session at it."""
-    from tradinglib.data import BUILTIN_SOURCES, load_bars
+    from tradinglib.data import load_bars, source_path
     from tradinglib.gateway import Gateway, GatewayThread
     from tradinglib.modelcard import read_card
 
     card = read_card(resolve(params["model_path"], root))
     start = card.holdout_data.start if card.holdout_data is not None else None
     data = str(params.get("data", "googl-daily"))
-    bars = load_bars(data if data in BUILTIN_SOURCES else resolve(data, root))
+    bars = load_bars(source_path(data, root))
     gateway = stack.enter_context(GatewayThread(Gateway(
         bars, symbol=str(params.get("symbol", "GOOGL")), start=start,
         bar_seconds=DEMO_BAR_SECONDS)))

@@ -57,6 +57,16 @@ _TIME_HINT = "expected e.g. 2024-01-31, 2024-01-31 09:30:00 or 31.01.2024 09:30:
 _FIELDS = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
 
+def source_path(source: str | Path, root: Path | None = None) -> str:
+    """``source`` as :func:`load_bars` takes it from anywhere: a built-in name as it is,
+    a file path made absolute (a relative one is taken from the project root, or
+    ``root``)."""
+    from tradinglib.paths import resolve
+
+    text = str(source)
+    return text if text in BUILTIN_SOURCES else str(resolve(text, root))
+
+
 def _key(name: object) -> str:
     """Column name for matching: lower case without spaces, ``_`` and ``-``."""
     return re.sub(r"[\s_\-]", "", str(name)).lower()

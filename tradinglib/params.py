@@ -46,7 +46,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from tradinglib.config import load_settings
-from tradinglib.data import BUILTIN_SOURCES
+from tradinglib.data import BUILTIN_SOURCES, source_path
 from tradinglib.exceptions import InputError, did_you_mean
 from tradinglib.modelcard import CARD_SUFFIX, card_path
 from tradinglib.paths import project_root, resolve
@@ -210,7 +210,7 @@ class _DataParams(_Params):
     @property
     def data_source(self) -> str:
         """What :func:`tradinglib.data.load_bars` takes: a built-in name or an absolute path."""
-        return self.data if self.data in BUILTIN_SOURCES else str(resolve(self.data))
+        return source_path(self.data)
 
 
 class _ModelParams(_DataParams):

@@ -32,7 +32,7 @@ import yaml
 from matplotlib.figure import Figure
 
 from tradinglib.backtest import BacktestResult, summary_rows
-from tradinglib.data import BUILTIN_SOURCES
+from tradinglib.data import source_path
 from tradinglib.exceptions import InputError, ModelError
 from tradinglib.features import FEATURE_NAMES
 from tradinglib.modelcard import ModelCard, read_card
@@ -616,7 +616,7 @@ class RunData:
         value = self.params.get("data") or self.results.get("data")
         if not value:
             return None
-        return str(value) if value in BUILTIN_SOURCES else str(resolve(str(value)))
+        return source_path(value)
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:

@@ -68,7 +68,7 @@ from tradinglib.broker.sim import SimBroker
 from tradinglib.clock import Clock, FeedClock, ReplayClock
 from tradinglib.config import Settings
 from tradinglib.costs import Costs
-from tradinglib.data import BUILTIN_SOURCES, load_bars
+from tradinglib.data import load_bars, source_path
 from tradinglib.exceptions import DataError, InputError, did_you_mean
 from tradinglib.execution import check_decision
 from tradinglib.features import account_features, build_observation, market_features
@@ -479,7 +479,7 @@ def _run(config: SessionConfig, run_id: str, journal: Journal,
         broker, clock, cycles, first = _ib_broker(config, run_id, metrics)
     journal.set_meta("model", {"path": str(model_path), "sha256": policy.sha256,
                                "backend": policy.backend})
-    journal.set_meta("data", {"source": str(config.data) if config.broker == "sim" else
+    journal.set_meta("data", {"source": source_path(config.data) if config.broker == "sim" else
                               f"ib://{config.ib_host}:{config.ib_port}/{config.symbol}",
                               "first_bar": utc_text(first), "cycles": cycles})
     log.info("session %s: %d cycles of %s from %s, model %s (sha256 %s), %s broker, speed %g",
@@ -521,8 +521,7 @@ def _load_policy(config: SessionConfig, model_path: Path) -> SessionPolicy:
 def _sim_broker(config: SessionConfig, policy: SessionPolicy, journal: Journal
                 ) -> tuple[Broker, Clock, int, pd.Timestamp]:
     """The simulated broker over ``config.data``, its replay clock, the cycles."""
-    source = str(config.data) if str(config.data) in BUILTIN_SOURCES else resolve(config.data)
-    bars = load_bars(source)
+    bars = load_bars(source_path(config.data))
     times, cycles = _replay_times(config, policy, bars)
     clock = ReplayClock(times, cycle_seconds=config.cycle_seconds, speed=config.speed)
     broker = SimBroker(bars, clock, costs=config.costs(), cash=config.cash,

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tradinglib.exceptions import InputError, TradingLibError
-from tradinglib.paths import ROOT_ENV, resolve
+from tradinglib.paths import ROOT_ENV
 from tradinglib.results import read_results
 from tradinglib.runs import RunResult, RunStatus, load_params, read_manifest
 from tradinglib.sweep.identity import run_label, tags_for
@@ -265,7 +265,7 @@ def _window_bars(source: object, window: Window, folder: Path, root: Path) -> Pa
     """The training bars of ``window`` as a Parquet file in ``folder`` (written once)."""
     import pandas as pd
 
-    from tradinglib.data import BUILTIN_SOURCES, load_bars
+    from tradinglib.data import BUILTIN_SOURCES, load_bars, source_path
     from tradinglib.params import DEFAULT_DATA
 
     name = str(source or DEFAULT_DATA)
@@ -273,7 +273,7 @@ def _window_bars(source: object, window: Window, folder: Path, root: Path) -> Pa
     target = folder / f"{stem}-{window.train_start}-{window.train_end}.parquet"
     if target.is_file():
         return target
-    bars = load_bars(name if name in BUILTIN_SOURCES else str(resolve(name, root)))
+    bars = load_bars(source_path(name, root))
     zone = pd.DatetimeIndex(bars.index).tz
     start = pd.Timestamp(window.train_start).tz_localize(zone)
     end = pd.Timestamp(window.train_end).tz_localize(zone)
