@@ -16,7 +16,6 @@ from __future__ import annotations
 import threading
 import time
 import zipfile
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy.typing as npt
 from tradinglib.exceptions import ModelError, ObservationError
 from tradinglib.features import FEATURE_NAMES, FEATURE_VERSION
 from tradinglib.modelcard import ModelCard, file_sha256, read_card
-from tradinglib.types import Action, Decision, Observation
+from tradinglib.types import Action, Decision, DecisionCounts, Observation
 from tradinglib.validation import OBS_HIGH, OBS_LOW, invalid_rows, validate_observation
 
 PROBE_SIZE = 512
@@ -285,8 +284,7 @@ class PreparedPolicy:
             return policy._batch_fallback(n, range(n), "model error", repr(exc), started)
         finally:
             policy._lock.release()
-        with policy._stats_lock:
-            policy._calls += n
+        policy.counts.add(n)
         return BatchDecision(actions, {}, time.perf_counter() - started)
 
     def _join(self, first: int, account: object) -> Any:
@@ -326,9 +324,7 @@ class LockedPolicy:
         self.card = card
         self.timeout = timeout
         self._lock = threading.Lock()
-        self._stats_lock = threading.Lock()
-        self._fallbacks: Counter[str] = Counter()
-        self._calls = 0
+        self.counts = DecisionCounts()
         self._mlp: _NumpyMlp | None = None
         self.backend_note = "fast path disabled"
         if fast:
@@ -428,8 +424,7 @@ class LockedPolicy:
         latency = time.perf_counter() - started
         if latency > self.timeout:
             return self._fallback("timeout", f"answer took {latency:.3f}s", started)
-        with self._stats_lock:
-            self._calls += 1
+        self.counts.add(1)
         return Decision(action, "model", latency)
 
     def decide_batch(self, batch: npt.NDArray[Any]) -> BatchDecision:
@@ -465,10 +460,7 @@ class LockedPolicy:
                                             started, reasons)
             finally:
                 self._lock.release()
-        with self._stats_lock:
-            self._calls += len(batch)
-            if reasons:
-                self._fallbacks["invalid observation"] += len(reasons)
+        self.counts.add(len(batch), ["invalid observation"] * len(reasons))
         return BatchDecision(actions, reasons, time.perf_counter() - started)
 
     def prepare(self, market: npt.NDArray[Any]) -> PreparedPolicy | None:
@@ -502,28 +494,22 @@ class LockedPolicy:
                         ) -> BatchDecision:
         reasons = dict(reasons or {})
         reasons.update({int(i): f"{kind}: {detail}" for i in rows})
-        with self._stats_lock:
-            self._calls += n
-            for reason in reasons.values():
-                self._fallbacks[reason.split(":", 1)[0]] += 1
+        self.counts.add(n, (reason.split(":", 1)[0] for reason in reasons.values()))
         return BatchDecision(np.zeros(n, dtype=np.int64), reasons, time.perf_counter() - started)
 
     def _fallback(self, kind: str, detail: str, started: float) -> Decision:
-        with self._stats_lock:
-            self._calls += 1
-            self._fallbacks[kind] += 1
+        self.counts.add(1, [kind])
         return Decision(Action.HOLD, f"{kind}: {detail}", time.perf_counter() - started)
 
     @property
     def calls(self) -> int:
-        """Number of :meth:`decide` calls so far."""
-        return self._calls
+        """Number of :meth:`decide` calls so far (rows, for batches)."""
+        return self.counts.calls
 
     @property
     def fallbacks(self) -> dict[str, int]:
         """HOLD fallbacks of :meth:`decide` so far, by kind."""
-        with self._stats_lock:
-            return dict(self._fallbacks)
+        return self.counts.fallbacks
 
 
 def _load_sb3(path: Path, algorithm: str) -> Any:

@@ -12,10 +12,8 @@ is counted by kind.
 from __future__ import annotations
 
 import math
-import threading
 import time
 import weakref
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +30,7 @@ from tradinglib.exceptions import (
     TradingLibError,
 )
 from tradinglib.modelcard import ModelCard
-from tradinglib.types import Action, Decision
+from tradinglib.types import Action, Decision, DecisionCounts
 from tradinglib.validation import validate_observation
 
 DEFAULT_TIMEOUT = 2.0
@@ -79,9 +77,7 @@ class RemotePolicy:
         self._client = httpx.Client(base_url=self.url, timeout=self.timeout, headers=headers)
         self._close = weakref.finalize(self, self._client.close)  # sockets never leak
         self._served_sha256 = ""
-        self._stats_lock = threading.Lock()
-        self._calls = 0
-        self._fallbacks: Counter[str] = Counter()
+        self.counts = DecisionCounts()
 
     @classmethod
     def from_settings(cls, settings: Settings, *, timeout: float = DEFAULT_TIMEOUT,
@@ -99,13 +95,12 @@ class RemotePolicy:
     @property
     def calls(self) -> int:
         """Number of :meth:`decide` calls so far."""
-        return self._calls
+        return self.counts.calls
 
     @property
     def fallbacks(self) -> dict[str, int]:
         """HOLD fallbacks of :meth:`decide` so far, by kind."""
-        with self._stats_lock:
-            return dict(self._fallbacks)
+        return self.counts.fallbacks
 
     def predict(self, obs: object) -> Action:
         """The service's action for ``obs`` (26 numbers).
@@ -130,10 +125,7 @@ class RemotePolicy:
         ``model mismatch``, ``service fallback``."""
         started = time.perf_counter()
         answer = self._ask(obs)
-        with self._stats_lock:
-            self._calls += 1
-            if isinstance(answer, _Failure):
-                self._fallbacks[answer.kind] += 1
+        self.counts.add(1, [answer.kind] if isinstance(answer, _Failure) else ())
         if isinstance(answer, _Failure):
             return Decision(Action.HOLD, f"{answer.kind}: {answer.detail}",
                             time.perf_counter() - started)

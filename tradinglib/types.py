@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol, runtime_checkable
@@ -48,3 +51,31 @@ class Policy(Protocol):
     def predict(self, obs: object) -> Action:
         """Return the action for one observation of 26 floats."""
         ...
+
+
+class DecisionCounts:
+    """Thread-safe counts of a policy's decisions and of its HOLD fallbacks by kind
+    (shared by :class:`~tradinglib.inference.LockedPolicy` and
+    :class:`~tradinglib.remote.RemotePolicy`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._fallbacks: Counter[str] = Counter()
+
+    def add(self, calls: int, fallbacks: Iterable[str] = ()) -> None:
+        """Count ``calls`` decisions, among them one HOLD fallback per kind listed."""
+        with self._lock:
+            self._calls += calls
+            self._fallbacks.update(fallbacks)
+
+    @property
+    def calls(self) -> int:
+        """Decisions so far."""
+        return self._calls
+
+    @property
+    def fallbacks(self) -> dict[str, int]:
+        """HOLD fallbacks so far, by kind."""
+        with self._lock:
+            return dict(self._fallbacks)
