@@ -72,11 +72,6 @@ class IBThread:
             raise BrokerUnavailable(f"the IB connection dropped during the request: "
                                     f"{exc or type(exc).__name__}") from None
 
-    def soon(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Schedule ``fn(*args)`` on the loop without waiting."""
-        if not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(fn, *args)
-
     def stop(self) -> None:
         """Cancel what still runs on the loop, stop it, join the thread, close the loop."""
         if self.loop.is_closed():

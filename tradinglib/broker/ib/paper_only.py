@@ -14,9 +14,6 @@ from tradinglib.exceptions import StopError
 LIVE_PORTS: frozenset[int] = frozenset({7496, 4001})
 """IB's default live-trading ports: TWS 7496, IB Gateway 4001."""
 
-PAPER_PORTS: dict[int, str] = {7497: "TWS paper", 4002: "IB Gateway paper"}
-"""IB's default paper-trading ports."""
-
 PAPER_ACCOUNT_PREFIX = "DU"
 """IB paper account ids start with this."""
 
