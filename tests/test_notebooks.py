@@ -395,7 +395,7 @@ def test_kernel_killed_mid_session_is_archived_failed_with_a_readable_journal(
 
     import psutil
 
-    from tradinglib.journal import read_journal
+    from tradinglib.journal import JournalError, read_journal
     from tradinglib.runs import run_notebook
 
     runs_dir = tmp_path / "runs"
@@ -406,13 +406,17 @@ def test_kernel_killed_mid_session_is_archived_failed_with_a_readable_journal(
     def kill_kernel_mid_session() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed.is_set():
+            time.sleep(0.2)
             journals = list(runs_dir.glob(".tmp-*/journal.sqlite"))
-            if journals and len(read_journal(journals[0])["decisions"]) >= 5:
+            try:  # the journal may be mid-creation, a child may exit while listed
+                if not journals or len(read_journal(journals[0])["decisions"]) < 5:
+                    continue
                 for child in psutil.Process().children(recursive=True):
                     if "ipykernel" in " ".join(child.cmdline()):
                         child.kill()
                         killed.set()
-            time.sleep(0.2)
+            except (JournalError, psutil.Error):
+                continue
 
     killer = threading.Thread(target=kill_kernel_mid_session, daemon=True)
     killer.start()
