@@ -588,6 +588,9 @@ def test_gateway_records_pickle_and_faults_validate(googl: pd.DataFrame) -> None
         Faults(fill_delay_seconds=float("nan"))
     with pytest.raises(InputError, match="drop_at"):
         Faults(drop_at="soon")
+    for bars in (0, -1, 1.5):
+        with pytest.raises(InputError, match="lose_ib_link"):
+            Faults(lose_ib_link=bars)  # type: ignore[arg-type]
 
     async def body() -> None:
         with serve(googl, fill="close") as gw:

@@ -161,6 +161,17 @@ def test_stop_bars_leaves_the_client_stale(googl: pd.DataFrame) -> None:
     run(body)
 
 
+@pytest.mark.parametrize(("data_lost", "restored"), [(False, 1102), (True, 1101)])
+def test_lose_ib_link_withholds_bars_between_its_notices(data_lost: bool,
+                                                          restored: int) -> None:
+    faults = Faults()
+    assert faults.ib_link_step() == (True, None)
+    faults.lose_ib_link(3, data_lost=data_lost)
+    steps = [faults.ib_link_step() for _ in range(5)]
+    assert steps == [(False, 1100), (False, None), (False, None), (True, restored),
+                     (True, None)]
+
+
 def test_refused_client_id_fault(googl: pd.DataFrame) -> None:
     async def body() -> None:
         with serve(googl, faults=Faults(refuse_client_ids=[9])) as gw:

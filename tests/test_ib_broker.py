@@ -148,6 +148,63 @@ def test_reconnect_restores_fills_and_refs(gateway: GatewayThread, broker: IBBro
     assert len(gateway.orders()) == 1
 
 
+def _until(condition: Any, seconds: float = 3.0) -> bool:
+    """Poll ``condition()`` every 10 ms for at most ``seconds``; its last value."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(condition())
+
+
+@pytest.mark.parametrize("data_lost", [False, True], ids=["1102", "1101"])
+def test_tws_losing_ib_is_a_drop_until_restored(gateway: GatewayThread, googl: pd.DataFrame,
+                                                data_lost: bool) -> None:
+    """1100 with the socket up: every call raises BrokerUnavailable and connect() keeps
+    refusing until TWS restores the link; after 1101 connect() subscribes the bars again
+    and gets the bars it missed."""
+    changes: list[bool] = []
+    b = IBBroker(port=gateway.port, client_id=4, ref_prefix="run-", timeout=3.0,
+                 on_connection=changes.append)
+    try:
+        b.connect()
+        latest = b.bars("GOOGL").index[-1]
+        gateway.faults.lose_ib_link(2, data_lost=data_lost)
+        gateway.advance()  # 1100; the bar is withheld
+        assert _until(lambda: not b.connected)
+        assert gateway.clients() == [4]  # the socket stays up
+        assert not b.wait_for_bar(1.0)
+        for call in (lambda: b.place_order(OrderRequest("run-1", "GOOGL", 5)), b.connect):
+            with pytest.raises(BrokerUnavailable, match=r"lost its connection to IB .*1100"):
+                call()
+        gateway.advance(2)  # one more withheld, then 1101/1102 with the next bar
+        if data_lost:
+            def bars_dropped() -> bool:
+                try:
+                    b.bars("GOOGL")
+                except BrokerUnavailable as exc:
+                    return "1101" in str(exc)
+                return False
+
+            assert _until(bars_dropped)
+            assert not b.connected
+            b.connect()  # subscribes again
+        assert _until(lambda: b.connected)
+        bars = b.bars("GOOGL")
+        newest = googl.index[googl.index.get_loc(latest) + 3]
+        assert _until(lambda: b.latest_bar_time() == newest)
+        if data_lost:  # the fresh history has no hole
+            assert bars.index[-1] == newest and googl.loc[:newest].index[-4] == latest
+            assert list(bars.index) == list(googl.loc[:newest].index[-len(bars):])
+        else:  # the withheld bars never came
+            assert latest in bars.index and googl.index[googl.index.get_loc(latest) + 1] \
+                not in bars.index
+        assert b.place_order(OrderRequest("run-1", "GOOGL", 5)).status == "submitted"
+        assert changes == [True, False, True]
+    finally:
+        b.close()
+    assert changes == [True, False, True, False]
+
+
 # -- sessions --------------------------------------------------------------------------
 
 def _alternate(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -194,7 +251,7 @@ def test_session_through_the_gateway(tiny_model: Model, tmp_path: Path, googl: p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fault", ["drop", "reject", "delay", "stale"])
+@pytest.mark.parametrize("fault", ["drop", "reject", "delay", "stale", "ib_link"])
 def test_session_survives_faults(fault: str, tiny_model: Model, tmp_path: Path,
                                  googl: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     _alternate(monkeypatch)
@@ -206,6 +263,16 @@ def test_session_survives_faults(fault: str, tiny_model: Model, tmp_path: Path,
             f.reject_next("fault injection: no")
         elif fault == "delay":
             f.fill_delay_seconds = 0.08
+        elif fault == "ib_link":
+            def lose_link() -> None:
+                journal = tmp_path / "s" / "journal.sqlite"
+                deadline = time.monotonic() + 30
+                while _decisions(journal) < 4 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                f.lose_ib_link(10, data_lost=True)
+
+            import threading
+            threading.Thread(target=lose_link, daemon=True).start()
         else:
             f.stop_bars(after=5)
 
@@ -221,6 +288,8 @@ def test_session_survives_faults(fault: str, tiny_model: Model, tmp_path: Path,
     journal = read_journal(result.journal_path)
     if fault == "drop":
         assert any("connection lost" in r for r in journal["gaps"]["reason"])
+    if fault == "ib_link":
+        assert any("1100" in r for r in journal["gaps"]["reason"])
     if fault == "reject":
         assert "rejected" in set(journal["orders"]["state"])
     if fault == "stale":

@@ -219,7 +219,7 @@ def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     faults = Faults(drop_after_messages=args.drop_after_messages, drop_at=_bar(args.drop_at),
                     fill_delay_seconds=args.fill_delay, reject_next=args.reject_next,
-                    stop_bars_after=args.stop_bars_after)
+                    stop_bars_after=args.stop_bars_after, lose_ib_link=args.lose_ib_link)
     gateway = Gateway(load_bars(args.data), symbol=args.symbol, account=args.account,
                       cash=args.cash, costs=Costs(slippage_bps=args.slippage_bps),
                       bar_seconds=args.bar_seconds, start=_bar(args.start), fill=args.fill,
@@ -263,6 +263,9 @@ def _add_gateway_parser(sub: Any) -> None:
     p.add_argument("--reject-next", metavar="REASON", help="fault: reject the first order")
     p.add_argument("--stop-bars-after", type=int, metavar="N",
                    help="fault: send clients N more bars, then none (stale data)")
+    p.add_argument("--lose-ib-link", type=int, metavar="N",
+                   help="fault: TWS loses IB (error 1100, socket kept) for N bars, then "
+                        "restores it (1102)")
     p.set_defaults(func=_cmd_gateway)
 
 

@@ -8,6 +8,7 @@ import logging
 import math
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -31,6 +32,16 @@ def _seconds(name: str, value: float) -> float:
     return float(value)
 
 
+@dataclass(slots=True)
+class _Outage:
+    """An IB link outage in progress: bars still withheld, whether 1101 ends it, and
+    whether 1100 was sent."""
+
+    bars_left: int
+    data_lost: bool
+    announced: bool = False
+
+
 class Faults:
     """Faults a gateway injects.
 
@@ -47,6 +58,9 @@ class Faults:
             clock, the fills and the account still move on, so clients go stale);
             None: never stop.
         refuse_client_ids: client ids refused with error 326 as if already connected.
+        lose_ib_link: IB's own connectivity lost (error 1100, the socket stays up) for
+            this many published bars from the next one, then restored (1102);
+            None: never.
 
     Raises:
         InputError: a negative count or delay, or a ``drop_at`` that is neither a bar
@@ -56,7 +70,8 @@ class Faults:
     def __init__(self, *, drop_after_messages: int | None = None, drop_at: DropAt | None = None,
                  fill_delay_seconds: float = 0.0, reject_next: str | None = None,
                  stop_bars_after: int | None = None,
-                 refuse_client_ids: Iterable[int] = ()) -> None:
+                 refuse_client_ids: Iterable[int] = (),
+                 lose_ib_link: int | None = None) -> None:
         self._lock = threading.Lock()
         self._messages_left: int | None = None
         self._drop_at: int | pd.Timestamp | None = None
@@ -64,6 +79,7 @@ class Faults:
         self._reject: str | None = None
         self._bars_left: int | None = None
         self._refused: set[int] = set()
+        self._outage: _Outage | None = None
         if drop_after_messages is not None:
             self.drop_after_messages(drop_after_messages)
         if drop_at is not None:
@@ -75,6 +91,8 @@ class Faults:
             self.stop_bars(after=stop_bars_after)
         for client_id in refuse_client_ids:
             self.refuse_client_id(client_id)
+        if lose_ib_link is not None:
+            self.lose_ib_link(lose_ib_link)
 
     # -- setters ---------------------------------------------------------------------
 
@@ -160,6 +178,24 @@ class Faults:
         with self._lock:
             self._refused.discard(client_id)
 
+    def lose_ib_link(self, bars: int, *, data_lost: bool = False) -> None:
+        """Play TWS losing its connection to IB's servers while the API socket stays up:
+        error 1100 to every client with the next published bar, which and the following
+        ``bars - 1`` bars clients do not get; with the bar after them, 1102 ("data
+        maintained"), or with ``data_lost`` 1101 ("data lost": the clients' market data
+        subscriptions are gone and must be made again).
+
+        Raises:
+            InputError: ``bars`` not an integer >= 1.
+        """
+        bars = _count("lose_ib_link bars", bars)
+        if bars < 1:
+            raise InputError("lose_ib_link needs at least 1 bar of outage, got 0")
+        with self._lock:
+            self._outage = _Outage(bars, data_lost)
+        log.info("fault set: lose the IB link for %d bar(s) (%s)", bars,
+                 "data lost" if data_lost else "data maintained")
+
     # -- used by the gateway ---------------------------------------------------------
 
     def drop_instead_of_sending(self) -> bool:
@@ -203,6 +239,24 @@ class Faults:
                 self._bars_left -= 1
                 return True
             return False
+
+    def ib_link_step(self) -> tuple[bool, int | None]:
+        """Count one published bar against the IB link outage: (whether clients get
+        the bar, the notice to send them first: 1100 as the outage begins, 1101 or 1102
+        as it ends, else None)."""
+        with self._lock:
+            outage = self._outage
+            if outage is None:
+                return True, None
+            if not outage.announced:
+                outage.announced = True
+                outage.bars_left -= 1
+                return False, 1100
+            if outage.bars_left > 0:
+                outage.bars_left -= 1
+                return False, None
+            self._outage = None
+            return True, 1101 if outage.data_lost else 1102
 
     def refuses(self, client_id: int) -> bool:
         """True if ``client_id`` is to be refused with 326."""

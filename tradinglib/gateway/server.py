@@ -212,7 +212,12 @@ class Gateway:
                 for conn in list(self._connections):
                     conn.drop(f"drop_at bar {index}")
             self._collect_fills()
-            if self.faults.bar_passes():
+            linked, notice = self.faults.ib_link_step()
+            if notice is not None:
+                log.info("fault: IB link notice %d to every client at bar %d", notice, index)
+                for conn in list(self._connections):
+                    conn.ib_link_notice(notice)
+            if linked and self.faults.bar_passes():
                 self.shown = index
                 for conn in list(self._connections):
                     conn.push_bar(index)

@@ -32,6 +32,11 @@ HANDSHAKE_TIMEOUT = 10.0
 _FARM_NOTICES = ((2104, "Market data farm connection is OK:usfarm"),
                  (2106, "HMDS data farm connection is OK:ushmds"),
                  (2158, "Sec-def data farm connection is OK:secdefnj"))
+_LINK_NOTICES = {1100: "Connectivity between IB and Trader Workstation has been lost.",
+                 1101: "Connectivity between IB and Trader Workstation has been restored - "
+                       "data lost.",
+                 1102: "Connectivity between IB and Trader Workstation has been restored - "
+                       "data maintained."}
 
 
 @dataclass
@@ -91,6 +96,15 @@ class Connection:
     def error(self, req_id: int, code: int, text: str) -> None:
         """Send errMsg ``code`` for ``req_id`` (an order id, a request id or -1)."""
         self.send(msg.error(self.version, req_id, code, text))
+
+    def ib_link_notice(self, code: int) -> None:
+        """Send TWS's notice about its own link to IB: 1100 lost, 1101 restored with
+        the market data subscriptions gone (they are dropped here), 1102 restored."""
+        if code == 1101:
+            self.subs.bars.clear()
+            self.subs.realtime.clear()
+            self.subs.ticks.clear()
+        self.error(-1, code, _LINK_NOTICES[code])
 
     def drop(self, reason: str) -> None:
         """Close the socket (the client sees the peer close the connection)."""

@@ -18,7 +18,9 @@ has no subscription (``market_data_type``).
 Disconnects: a drop marks the broker disconnected at once (every call raises
 :class:`BrokerUnavailable` until :meth:`IBBroker.connect` succeeds again); connecting
 again re-reads account, positions, open and completed orders and executions, and
-subscribes the bars again.
+subscribes the bars again. TWS losing its own link to IB while the socket stays up
+(error 1100) counts as a drop until TWS reports it restored (1102, or 1101, after which
+:meth:`IBBroker.connect` subscribes the bars again: IB dropped them).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ _ACK_TIMEOUT_S = 2.0
 """How long place_order and cancel_order wait for IB to acknowledge (seconds)."""
 
 _ACK_POLL_S = 0.001
+
+_LINK_CODES = frozenset({1100, 1101, 1102})
+"""TWS's notices about its own link to IB's servers (lost, restored data lost, restored)."""
 
 
 class IBBroker:
@@ -104,6 +109,8 @@ class IBBroker:
         self.account_id = ""
         self._contract = self._ib_module.Stock(symbol, exchange, currency)
         self._on_connection = on_connection
+        self._reported = False  # what on_connection was last told
+        self._report_lock = threading.Lock()
         self._thread: IBThread | None = None
         self._ib: Any = None
         self._bars: Any = None
@@ -113,31 +120,40 @@ class IBBroker:
         self._bar_event = threading.Event()
         self._latest_bar: pd.Timestamp | None = None
         self._errors: list[tuple[int, int, str]] = []  # (reqId, code, message)
+        self._link_lost = False  # TWS lost IB (1100) with the socket up
+        self._bars_lost = False  # IB dropped the market data (1101)
 
     # -- connection ---------------------------------------------------------------------
 
     @property
     def connected(self) -> bool:
-        """True while the connection is up."""
-        return self._connected
+        """True while the connection is up: the socket to TWS, TWS's link to IB and the
+        market data subscription."""
+        return self._connected and not (self._link_lost or self._bars_lost)
 
     def connect(self) -> None:
         """Connect (no-op when connected): sync account, positions, orders and
         executions, check that the account is a paper account, qualify the contract and
-        subscribe the bars.
+        subscribe the bars. With the socket up after IB restored its link with data lost
+        (1101), only the bars are subscribed again.
 
         Raises:
-            BrokerUnavailable: nothing listens at host:port, or it did not answer in time.
+            BrokerUnavailable: nothing listens at host:port, or it did not answer in time,
+                or TWS is still without its link to IB (1100).
             BrokerError: IB refused (e.g. error 326: the client id is in use).
             LiveTradingRefused: a managed account is not a paper (``DU``) account.
         """
         if self._connected:
+            self._check_link()
+            if self._bars_lost:
+                self._resubscribe_bars()
             return
         if self._thread is None:
             self._thread = IBThread(self.timeout)
             self._ib = self._thread.call(self._make_client)
         self._errors.clear()
         self._refs = _RefIndex()  # a connect re-reads everything from IB
+        self._link_lost = self._bars_lost = False
         try:
             self._thread.call(lambda: self._ib.connectAsync(
                 self.host, self.port, clientId=self.client_id, timeout=self.timeout),
@@ -173,20 +189,17 @@ class IBBroker:
                  self.host, self.port, self.client_id, self.account_id,
                  len(self._bars), self.symbol,
                  extra={"event": "connection", "connected": True})
-        if self._on_connection is not None:
-            self._on_connection(True)
+        self._report_connection()
 
     def close(self) -> None:
         """Disconnect and stop the client thread; working orders stay at IB."""
-        was = self._connected
         self._connected = False
         if self._thread is not None:
             self._drop_socket()
             self._thread.stop()
             self._thread = None
             self._ib = None
-        if was and self._on_connection is not None:
-            self._on_connection(False)
+        self._report_connection()
 
     # -- the Broker protocol ------------------------------------------------------------
 
@@ -308,11 +321,11 @@ class IBBroker:
     def wait_for_bar(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds for a bar newer than the last one returned
         by this call; True if one arrived. Returns False at once while disconnected."""
-        if not self._connected:
+        if not self.connected:
             return False
         arrived = self._bar_event.wait(timeout)
         self._bar_event.clear()
-        return arrived and self._connected
+        return arrived and self.connected
 
     def latest_bar_time(self) -> pd.Timestamp | None:
         """Time of the newest bar received (tz-aware, in ``tz``); None before any."""
@@ -339,9 +352,23 @@ class IBBroker:
         self._errors.append((req_id, code, message))
         if 2100 <= code < 2200:  # farm status notices
             log.debug("IB notice %d: %s", code, message)
+        elif code in _LINK_CODES:
+            self._on_link(code, message)
         else:
             log.warning("IB error %d (request %d): %s", code, req_id, message,
                         extra={"event": "ib_error", "code": code})
+
+    def _on_link(self, code: int, message: str) -> None:
+        """TWS's link to IB: 1100 lost (a drop, socket kept), 1101 restored with the
+        market data lost, 1102 restored."""
+        self._link_lost = code == 1100
+        self._bars_lost = self._bars_lost or code == 1101
+        up = code != 1100
+        log.log(logging.INFO if up else logging.WARNING, "IB %d: %s", code, message,
+                extra={"event": "connection", "connected": up, "code": code})
+        if code == 1100:
+            self._bar_event.set()  # wake a waiting session at once
+        self._report_connection()
 
     def _on_disconnected(self) -> None:
         if self._connected:
@@ -349,8 +376,17 @@ class IBBroker:
             log.warning("connection to IB at %s:%d lost", self.host, self.port,
                         extra={"event": "connection", "connected": False})
             self._bar_event.set()  # wake a waiting session at once
-            if self._on_connection is not None:
-                self._on_connection(False)
+            self._report_connection()
+
+    def _report_connection(self) -> None:
+        """(any thread) Call ``on_connection`` if :attr:`connected` changed since the
+        last call."""
+        with self._report_lock:
+            now = self.connected
+            if now != self._reported:
+                self._reported = now
+                if self._on_connection is not None:
+                    self._on_connection(now)
 
     def _on_bars(self, bars: Any, has_new_bar: bool) -> None:
         if has_new_bar:
@@ -413,7 +449,32 @@ class IBBroker:
         if not self._connected or self._thread is None:
             raise BrokerUnavailable(f"not connected to IB at {self.host}:{self.port}; "
                                     f"connect() first")
+        self._check_link()
+        if self._bars_lost:
+            raise BrokerUnavailable(f"IB dropped the {self.symbol} bars when it restored "
+                                    f"its link (1101); connect() subscribes them again")
         return self._thread
+
+    def _check_link(self) -> None:
+        """(any thread) Raise BrokerUnavailable while TWS is without IB (1100)."""
+        if self._link_lost:
+            raise BrokerUnavailable(f"TWS at {self.host}:{self.port} has lost its "
+                                    f"connection to IB (error 1100); waiting for it to "
+                                    f"come back (1101/1102)")
+
+    def _resubscribe_bars(self) -> None:
+        """(caller's thread) Cancel the dropped bar subscription, subscribe again."""
+        assert self._thread is not None
+        old = self._bars
+        if old is not None:
+            old.updateEvent -= self._on_bars
+            self._thread.call(self._ib.cancelHistoricalData, old)
+        self._subscribe_bars()
+        self._bars_lost = False
+        self._report_connection()
+        log.info("%s bars subscribed again after IB's data loss (1101): %d bars",
+                 self.symbol, len(self._bars),
+                 extra={"event": "connection", "connected": True})
 
     def _drop_socket(self) -> None:
         """(caller's thread) Disconnect the client, bounded; errors are logged only."""
