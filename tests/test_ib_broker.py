@@ -182,7 +182,7 @@ def test_tws_losing_ib_is_a_drop_until_restored(gateway: GatewayThread, googl: p
                 try:
                     b.bars("GOOGL")
                 except BrokerUnavailable as exc:
-                    return "1101" in str(exc)
+                    return "dropped the GOOGL bars" in str(exc)
                 return False
 
             assert _until(bars_dropped)
