@@ -184,6 +184,8 @@ def test_kernel_is_this_interpreter_in_the_notebook_folder(project: Project) -> 
     results = read_results(Path(project.ok.last_line))
     assert results["executable"] == sys.executable
     assert results["cwd"] == str(project.root / "notebooks")
+    # Unix sockets in a private folder: concurrent kernels cannot be handed one port
+    assert results["transport"] == "ipc"
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,9 @@ _ENGINE = "tradinglib-archive"
 _TRACEBACK_LINES = 60
 _ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _LOGGERS = ("papermill", "nbclient", "traitlets", "jupyter_client")
+_IPC_PATH_MAX = 90
+"""Longest folder path for the kernel's Unix sockets (the OS limit for a socket name,
+108 bytes, minus the ``/kernel-N`` suffix and a margin)."""
 
 
 def _execute(tmp: Path, record: _Record, parameters: dict[str, Any],
@@ -85,18 +89,40 @@ def _engine() -> str:
             **kwargs: Any,
         ) -> Any:
             kwargs.pop("input_path", None)
-            client = PapermillNotebookClient(
-                nb_man, kernel_name=kernel_name, timeout=execution_timeout,
-                startup_timeout=start_timeout, log=logging.getLogger("papermill"),
-                log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file,
-                **kwargs)
-            if watcher is not None:
-                watcher.attach(client)
-            # the kernel process's own stdout/stderr (ipykernel warnings, C libraries)
-            return client.execute(stdout=kernel_output, stderr=kernel_output)
+            with _ipc_transport() as config:
+                client = PapermillNotebookClient(
+                    nb_man, kernel_name=kernel_name, timeout=execution_timeout,
+                    startup_timeout=start_timeout, log=logging.getLogger("papermill"),
+                    log_output=log_output, stdout_file=stdout_file,
+                    stderr_file=stderr_file, config=config, **kwargs)
+                if watcher is not None:
+                    watcher.attach(client)
+                # the kernel process's own stdout/stderr (ipykernel warnings, C libraries)
+                return client.execute(stdout=kernel_output, stderr=kernel_output)
 
     papermill_engines.register(_ENGINE, ArchivingEngine)
     return _ENGINE
+
+
+@contextlib.contextmanager
+def _ipc_transport() -> Iterator[Any]:
+    """Kernel manager configuration: the kernel's channels on Unix sockets in a fresh
+    private folder, removed afterwards.
+
+    With TCP, jupyter_client picks free ports by binding and releasing them for the
+    kernel to bind; two runs starting kernels at once (a sweep's workers, a cron paper
+    session beside a quant's training) can be handed the same port, and one kernel dies
+    with "Address already in use". Sockets in a folder of this run's own cannot collide.
+    Falls back to TCP where the folder's path is too long for a Unix socket name.
+    """
+    from traitlets.config import Config
+
+    with tempfile.TemporaryDirectory(prefix="tlk-") as folder:
+        if len(folder) > _IPC_PATH_MAX:
+            yield Config()
+        else:
+            yield Config({"KernelManager": {"transport": "ipc",
+                                            "ip": os.path.join(folder, "kernel")}})
 
 
 def _plain(text: str) -> str:

@@ -11,11 +11,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tradinglib.exceptions import InputError, TradingLibError
 from tradinglib.paths import ROOT_ENV
@@ -27,8 +25,6 @@ from tradinglib.sweep.spec import PAIR, Sweep, sweep_folder
 
 MODELS_DIR = "models"
 DATA_DIR = "data"
-KERNEL_START_WAIT_S = 120.0
-_KERNEL_LOCK = Path(tempfile.gettempdir()) / "tradinglib-kernel-start.lock"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,65 +148,16 @@ def run_point(task: PointTask) -> PointOutcome:
             if step.done is not None:
                 steps.append(StepOutcome.from_archive(Path(step.done)))
                 continue
-            starting = _KernelStart()
-            try:
-                result = run_notebook(
-                    notebook_for(step.kind, root), step.params, kind=step.kind,
-                    label=task.label, runs_dir=task.runs_dir, timeout=task.timeout,
-                    validate=validate_with_params, progress=starting,
-                    params_file=step.params_file, overrides=step.overrides, root=root,
-                    tags=tags_for(task.sweep, task.point_id, step.kind))
-            finally:
-                starting.release()
+            result = run_notebook(
+                notebook_for(step.kind, root), step.params, kind=step.kind,
+                label=task.label, runs_dir=task.runs_dir, timeout=task.timeout,
+                validate=validate_with_params, params_file=step.params_file,
+                overrides=step.overrides, root=root,
+                tags=tags_for(task.sweep, task.point_id, step.kind))
             steps.append(StepOutcome.from_result(result))
             if not result.ok:
                 break
     return PointOutcome(point_id=task.point_id, steps=tuple(steps))
-
-
-class _KernelStart:
-    """Holds a lock shared by the processes of this machine from the run's start until
-    its first cell starts (its kernel is up).
-
-    jupyter_client picks a new kernel's ports by binding free ports and releasing them
-    for the kernel to bind; two workers starting kernels at once can be handed the same
-    port, and one kernel dies with "Address already in use". Starting kernels one at a
-    time per machine closes that gap. Waits at most :data:`KERNEL_START_WAIT_S` seconds
-    for the lock, then goes on without it.
-    """
-
-    def __init__(self) -> None:
-        self._file: IO[bytes] | None = None
-
-    def run_started(self, run_id: str, notebook: Path) -> None:
-        """Take the lock (bounded wait)."""
-        import fcntl
-
-        file = _KERNEL_LOCK.open("ab")
-        deadline = time.monotonic() + KERNEL_START_WAIT_S
-        while True:
-            try:
-                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    file.close()
-                    return
-                time.sleep(0.05)
-        self._file = file
-
-    def cell_started(self, number: int, total: int, label: str) -> None:
-        """The kernel answers: let the next one start."""
-        self.release()
-
-    def cell_finished(self, number: int, total: int, seconds: float, ok: bool) -> None:
-        """Nothing to do."""
-
-    def release(self) -> None:
-        """Give the lock back (closing the file releases it)."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 @contextlib.contextmanager
