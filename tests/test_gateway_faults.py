@@ -211,6 +211,20 @@ def test_paced_replay_ends_with_the_data_and_the_thread_cleans_up(googl: pd.Data
     run(body)
 
 
+def test_wait_for_client_holds_the_replay_until_a_client_connects(googl: pd.DataFrame
+                                                                  ) -> None:
+    async def body() -> None:
+        with serve(googl, bar_seconds=0.01, wait_for_client=True) as gw:
+            await asyncio.sleep(0.3)  # 30 bars' time
+            assert gw.gateway.replay.latest == START
+            ib = await connect(gw.port)
+            try:
+                await until(lambda: gw.gateway.replay.latest > START + 3, "the replay")
+            finally:
+                ib.disconnect()
+    run(body)
+
+
 def _first_line(process: subprocess.Popen[str], timeout: float) -> str:
     """The first stdout line of ``process``, waiting at most ``timeout`` s."""
     assert process.stdout is not None

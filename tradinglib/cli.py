@@ -196,9 +196,10 @@ def _demo_gateway(stack: contextlib.ExitStack, params: dict[str, Any], root: Pat
     bars = load_bars(source_path(data, root))
     gateway = stack.enter_context(GatewayThread(Gateway(
         bars, symbol=str(params.get("symbol", "GOOGL")), start=start,
-        bar_seconds=DEMO_BAR_SECONDS)))
+        bar_seconds=DEMO_BAR_SECONDS, wait_for_client=True)))
     err.print(f"gateway simulator on 127.0.0.1:{gateway.port}: {data} from {start}, one bar "
-              f"every {DEMO_BAR_SECONDS} s", markup=False, highlight=False, soft_wrap=True)
+              f"every {DEMO_BAR_SECONDS} s once the session connects", markup=False,
+              highlight=False, soft_wrap=True)
     return {"broker": "ib", "ib_port": gateway.port}
 
 
@@ -223,7 +224,7 @@ def _cmd_gateway(args: argparse.Namespace, settings: Settings) -> None:
     gateway = Gateway(load_bars(args.data), symbol=args.symbol, account=args.account,
                       cash=args.cash, costs=Costs(slippage_bps=args.slippage_bps),
                       bar_seconds=args.bar_seconds, start=_bar(args.start), fill=args.fill,
-                      faults=faults)
+                      faults=faults, wait_for_client=args.wait_for_client)
     serve_forever(gateway, host=args.host, port=args.port, allow_remote=args.allow_remote,
                   announce=lambda line: print(line, flush=True))
 
@@ -251,6 +252,8 @@ def _add_gateway_parser(sub: Any) -> None:
     p.add_argument("--bar-seconds", type=float, default=1.0,
                    help="wall seconds per replayed bar (1.0)")
     p.add_argument("--start", help="first 'now' bar: index or time (default: bar 250)")
+    p.add_argument("--wait-for-client", action="store_true",
+                   help="hold the replay at --start until the first API client connects")
     p.add_argument("--fill", choices=("next_open", "close"), default="next_open",
                    help="market orders fill at the next bar's open (default) or the close")
     p.add_argument("--slippage-bps", type=float, default=0.0,

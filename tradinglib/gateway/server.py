@@ -57,6 +57,8 @@ class Gateway:
         costs: commission and slippage (:class:`~tradinglib.costs.Costs`, the backtest's
             model; its ``fill_at`` is replaced by ``fill``). Default ``Costs()``.
         bar_seconds: wall seconds between published bars; 0: only on :meth:`advance`.
+        wait_for_client: hold the paced replay at ``start`` until the first API client
+            connects (so a session that takes a while to boot still starts at ``start``).
         start: the first "now" bar: index (negative from the end) or time; default
             :data:`~tradinglib.gateway.market.DEFAULT_START_BAR` (history for warm-up).
         fill: ``"next_open"`` (market orders fill at the next bar's open, the backtest's
@@ -74,7 +76,8 @@ class Gateway:
                  costs: Costs | None = None, bar_seconds: float = 1.0,
                  start: int | str | pd.Timestamp | None = None,
                  fill: FillAt = "next_open",
-                 faults: Faults | None = None, max_order_quantity: int = 10_000) -> None:
+                 faults: Faults | None = None, max_order_quantity: int = 10_000,
+                 wait_for_client: bool = False) -> None:
         if not isinstance(account, str) or not _ACCOUNT.match(account):
             raise InputError(f"account must be an IB account code such as 'DU1234567', "
                              f"got {account!r}")
@@ -89,6 +92,8 @@ class Gateway:
                              f"{type(costs).__name__}")
         self.replay = Replay(bars, start)
         self.bar_seconds = float(bar_seconds)
+        self.wait_for_client = bool(wait_for_client)
+        self._first_client = asyncio.Event()
         self.faults = faults if faults is not None else Faults()
         instrument = Instrument(symbol, time_zone=str(self.replay.times.tz))
         self.account = PaperAccount(self.replay, instrument, account=account, cash=cash,
@@ -177,12 +182,18 @@ class Gateway:
             log.info("client id %d refused (%s)", client_id,
                      "in use" if in_use else "fault")
             return False
+        self._first_client.set()
         return True
 
     # -- replay ------------------------------------------------------------------------
 
     async def _tick(self) -> None:
-        """Publish one bar every ``bar_seconds`` until the data runs out."""
+        """Publish one bar every ``bar_seconds`` until the data runs out (from the first
+        client's connection with ``wait_for_client``)."""
+        if self.wait_for_client:
+            log.info("replay held at bar %d until the first client connects",
+                     self.replay.latest)
+            await self._first_client.wait()
         while not self.replay.finished:
             await asyncio.sleep(self.bar_seconds)
             try:
