@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradinglib.exceptions import DataError, InputError, ObservationError
 from tradinglib.features import (
@@ -26,6 +29,7 @@ from tradinglib.features import (
     _raw_market_features,
     _wall_clock,
     account_features,
+    account_features_ahead,
     build_observation,
     describe_features,
     market_features,
@@ -429,6 +433,33 @@ def test_account_features(state: dict[str, float], expected: list[float]) -> Non
     assert out.dtype == np.float32
     assert out.shape == (4,)
     np.testing.assert_allclose(out, np.array(expected, dtype=np.float32), rtol=1e-6, atol=1e-7)
+
+
+_NUMBERS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1e6, max_value=1e6),
+    st.sampled_from([0.0, -0.0, 1e-300, 1e300, 5.0, -5.0]),
+    st.integers(min_value=-10**9, max_value=10**9),
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(position=st.integers(min_value=-10**7, max_value=10**7) | _NUMBERS, price=_NUMBERS,
+       avg_cost=_NUMBERS, day_realized_pnl=_NUMBERS, cash=_NUMBERS,
+       max_position_value=_NUMBERS, max_daily_loss=_NUMBERS)
+def test_account_features_of_one_bar_equal_the_array_path(**state: float) -> None:
+    """The one-bar function (Python arithmetic) answers, clips and raises bit for bit as
+    the array function it shortcuts."""
+    rows = dict(state, prices=np.array([state["price"]], dtype=np.float64),
+                day_realized_pnl=np.array([state["day_realized_pnl"]], dtype=np.float64))
+    del rows["price"]
+    try:
+        expected = account_features_ahead(**rows)[0]
+    except (ObservationError, InputError) as exc:
+        with pytest.raises(type(exc), match=re.escape(str(exc))):
+            account_features(**state)
+        return
+    assert account_features(**state).tobytes() == expected.tobytes()
 
 
 def test_account_features_reject_non_finite_and_bad_limits() -> None:

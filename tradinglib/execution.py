@@ -21,7 +21,7 @@ import pandas as pd
 from tradinglib.costs import Costs
 from tradinglib.data import local_days
 from tradinglib.exceptions import DataError, InputError
-from tradinglib.features import account_features_ahead, market_features
+from tradinglib.features import account_features, account_features_ahead, market_features
 from tradinglib.portfolio import Fill, Portfolio
 from tradinglib.risk import MarketState, OrderIntent, RiskGuard, RiskLimits, Verdict
 from tradinglib.types import Action, Observation
@@ -239,9 +239,16 @@ class Simulation:
         return np.concatenate((self._features[first:first + len(account)], account), axis=1)
 
     def _account(self, first: int, n: int) -> npt.NDArray[np.float32]:
-        rows = slice(first, first + n)
         p = self.portfolio
         day = p.day.toordinal() if p.day else -1
+        if n == 1:  # the single-bar function is the cheaper call for one row
+            return account_features(
+                position=p.position, price=float(self._price[first]), avg_cost=p.avg_cost,
+                day_realized_pnl=p.day_realized_pnl if self._day[first] == day else 0.0,
+                cash=p.cash, max_position_value=self.limits.max_position_value,
+                max_daily_loss=self.limits.max_daily_loss,
+            )[None, :]
+        rows = slice(first, first + n)
         return account_features_ahead(
             position=p.position, prices=self._price[rows], avg_cost=p.avg_cost,
             day_realized_pnl=np.where(self._day[rows] == day, p.day_realized_pnl, 0.0),
