@@ -188,6 +188,23 @@ def test_kernel_is_this_interpreter_in_the_notebook_folder(project: Project) -> 
     assert results["transport"] == "ipc"
 
 
+def test_kernel_sockets_fall_back_to_tcp_where_the_folder_path_is_too_long(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    from tradinglib.runs.kernel import _IPC_PATH_MAX, _ipc_transport
+
+    with _ipc_transport() as config:
+        folder = Path(config.KernelManager.ip).parent
+        assert config.KernelManager.transport == "ipc" and folder.is_dir()
+    assert not folder.exists()  # removed afterwards
+    deep = tmp_path / ("d" * _IPC_PATH_MAX)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    with _ipc_transport() as config:
+        assert "KernelManager" not in config  # jupyter_client's default: TCP
+
+
 @pytest.mark.slow
 def test_results_record_numpy_values_and_relative_paths(project: Project) -> None:
     folder = Path(project.ok.last_line)
