@@ -59,7 +59,8 @@ def test_the_adapter_runs_on_ib_insync(googl: pd.DataFrame, tmp_path: Path) -> N
     assert out["library"] == "ib_insync"
     assert out["modules"] == ["ib_insync"]  # no ib_async, no torch
     assert out["bars"] > 49 and out["cash"] == 100_000.0
-    assert out["placed"] == "submitted" and "not sent again" in out["again"]
+    # the paced replay may publish the filling bar before the acknowledgement is read
+    assert out["placed"] in ("submitted", "filled") and "not sent again" in out["again"]
     assert [f[0] for f in out["fills"]] == ["i-1"] and out["position"] == 5
     assert [(e.order_ref, e.shares, e.price) for e in executions] == [
         ("i-1", 5, pytest.approx(out["fills"][0][2]))]
