@@ -80,7 +80,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 import warnings
@@ -92,7 +91,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from common import print_environment, train_small_model
+from common import print_environment, run_on_model
 
 from tradinglib.backtest import BacktestResult, run_backtest
 from tradinglib.data import load_bars
@@ -536,20 +535,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(1)
     if args.memory_child is not None:
         return memory_child(args.memory_child, args.bars)
-    started = time.perf_counter()
     print_environment("gymnasium", "gym-anytrading", "pandas")
     print_blas()
-    try:
-        if args.model is not None:
-            code = run(args, args.model)
-        else:
-            with tempfile.TemporaryDirectory(prefix="bench-backtest-") as tmp:
-                code = run(args, train_small_model(Path(tmp) / "bench.zip", args.steps))
-    except (ModelError, DataError) as exc:
-        print(f"ERROR: {exc}")
-        return 2
-    print(f"total time {time.perf_counter() - started:.1f}s")
-    return code
+    return run_on_model(args.model, args.steps, lambda model: run(args, model),
+                        errors=(ModelError, DataError))
 
 
 if __name__ == "__main__":

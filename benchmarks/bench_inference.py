@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,10 +55,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
-from common import print_environment, train_small_model
+from common import print_environment, run_on_model
 
 from tradinglib.data import load_bars
-from tradinglib.exceptions import ModelError
 from tradinglib.execution import Simulation
 from tradinglib.inference import LockedPolicy
 from tradinglib.types import Action
@@ -383,19 +381,8 @@ def run(model_path: Path, calls: int) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    started = time.perf_counter()
     print_environment()
-    try:
-        if args.model is not None:
-            code = run(args.model, args.calls)
-        else:
-            with tempfile.TemporaryDirectory(prefix="bench-inference-") as tmp:
-                code = run(train_small_model(Path(tmp) / "bench.zip", args.steps), args.calls)
-    except ModelError as exc:
-        print(f"ERROR: {exc}")
-        return 2
-    print(f"total time {time.perf_counter() - started:.1f}s")
-    return code
+    return run_on_model(args.model, args.steps, lambda model: run(model, args.calls))
 
 
 if __name__ == "__main__":

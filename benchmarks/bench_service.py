@@ -45,7 +45,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -55,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 from bench_inference import real_observations
-from common import print_environment, train_small_model
+from common import print_environment, run_on_model
 
 from tradinglib.exceptions import ModelError
 from tradinglib.inference import LockedPolicy
@@ -336,22 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.serve:
         run_child(args.serve, args.model)
         return 0
-    started = time.perf_counter()
     print_environment("fastapi", "uvicorn", "httpx")
     print(f"server processes: 2 (ours, sb3), torch threads 1 each; load: this process "
           f"(pid {os.getpid()})")
-    try:
-        if args.model is not None:
-            code = run(args.model, args.requests, args.rounds, args.clients, args.rate)
-        else:
-            with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
-                model = train_small_model(Path(tmp) / "bench.zip", args.steps)
-                code = run(model, args.requests, args.rounds, args.clients, args.rate)
-    except (ModelError, RuntimeError) as exc:
-        print(f"ERROR: {exc}")
-        return 2
-    print(f"total time {time.perf_counter() - started:.1f}s")
-    return code
+    return run_on_model(
+        args.model, args.steps,
+        lambda model: run(model, args.requests, args.rounds, args.clients, args.rate),
+        errors=(ModelError, RuntimeError))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 
 from tradinglib.data import load_bars
+from tradinglib.exceptions import ModelError
 
 MODEL_SOURCE = "googl-daily"
 
@@ -37,3 +40,22 @@ def train_small_model(out: Path, steps: int) -> Path:
     print(f"trained PPO for {steps} steps (seed 0) on {MODEL_SOURCE} in "
           f"{time.perf_counter() - started:.1f}s: {out}")
     return out
+
+
+def run_on_model(model: Path | None, steps: int, run: Callable[[Path], int], *,
+                 errors: tuple[type[Exception], ...] = (ModelError,)) -> int:
+    """``run(model)``, or ``run`` on a model trained for ``steps`` steps into a temporary
+    folder when ``model`` is None; prints the total time and returns ``run``'s exit code.
+    An exception of ``errors`` is printed as ``ERROR: ...`` and gives exit code 2."""
+    started = time.perf_counter()
+    try:
+        if model is not None:
+            code = run(model)
+        else:
+            with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+                code = run(train_small_model(Path(tmp) / "bench.zip", steps))
+    except errors as exc:
+        print(f"ERROR: {exc}")
+        return 2
+    print(f"total time {time.perf_counter() - started:.1f}s")
+    return code
