@@ -27,7 +27,7 @@ import numpy.typing as npt
 from tradinglib.exceptions import ModelError, ObservationError
 from tradinglib.features import FEATURE_NAMES, FEATURE_VERSION
 from tradinglib.modelcard import ModelCard, file_sha256, read_card
-from tradinglib.types import Action, Decision, DecisionCounts, Observation
+from tradinglib.types import Action, CountsDecisions, Decision, DecisionCounts, Observation
 from tradinglib.validation import OBS_HIGH, OBS_LOW, invalid_rows, validate_observation
 
 PROBE_SIZE = 512
@@ -304,7 +304,7 @@ def _within_range(values: npt.NDArray[Any]) -> bool:
                 and np.maximum.reduce(values, axis=None) <= OBS_HIGH)
 
 
-class LockedPolicy:
+class LockedPolicy(CountsDecisions):
     """A model artifact behind validation and a lock; deterministic; thread-safe.
 
     Use :meth:`load`. :meth:`predict` raises on bad input; :meth:`decide` never raises
@@ -500,16 +500,6 @@ class LockedPolicy:
     def _fallback(self, kind: str, detail: str, started: float) -> Decision:
         self.counts.add(1, [kind])
         return Decision(Action.HOLD, f"{kind}: {detail}", time.perf_counter() - started)
-
-    @property
-    def calls(self) -> int:
-        """Number of :meth:`decide` calls so far (rows, for batches)."""
-        return self.counts.calls
-
-    @property
-    def fallbacks(self) -> dict[str, int]:
-        """HOLD fallbacks of :meth:`decide` so far, by kind."""
-        return self.counts.fallbacks
 
 
 def _load_sb3(path: Path, algorithm: str) -> Any:

@@ -30,7 +30,7 @@ from tradinglib.exceptions import (
     TradingLibError,
 )
 from tradinglib.modelcard import ModelCard
-from tradinglib.types import Action, Decision, DecisionCounts
+from tradinglib.types import Action, CountsDecisions, Decision, DecisionCounts
 from tradinglib.validation import validate_observation
 
 DEFAULT_TIMEOUT = 2.0
@@ -46,7 +46,7 @@ class _Failure:
     error: type[TradingLibError]
 
 
-class RemotePolicy:
+class RemotePolicy(CountsDecisions):
     """The inference service at ``url`` as a policy; thread-safe.
 
     Args:
@@ -91,16 +91,6 @@ class RemotePolicy:
         """sha256 of the model: the card's, else the last one the service answered
         with ("" before any answer)."""
         return self.card.sha256 if self.card is not None else self._served_sha256
-
-    @property
-    def calls(self) -> int:
-        """Number of :meth:`decide` calls so far."""
-        return self.counts.calls
-
-    @property
-    def fallbacks(self) -> dict[str, int]:
-        """HOLD fallbacks of :meth:`decide` so far, by kind."""
-        return self.counts.fallbacks
 
     def predict(self, obs: object) -> Action:
         """The service's action for ``obs`` (26 numbers).

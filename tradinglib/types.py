@@ -79,3 +79,20 @@ class DecisionCounts:
         """HOLD fallbacks so far, by kind."""
         with self._lock:
             return dict(self._fallbacks)
+
+
+class CountsDecisions:
+    """``calls`` and ``fallbacks`` for a policy that keeps its :class:`DecisionCounts`
+    in ``counts``."""
+
+    counts: DecisionCounts
+
+    @property
+    def calls(self) -> int:
+        """Number of decisions so far (rows, for batches)."""
+        return self.counts.calls
+
+    @property
+    def fallbacks(self) -> dict[str, int]:
+        """HOLD fallbacks so far, by kind."""
+        return self.counts.fallbacks
