@@ -288,6 +288,16 @@ def test_at_open_outside_hours_says_when_and_exits_0(
     assert out.splitlines() == [line]  # no run folder printed: nothing ran
 
 
+def test_an_ib_session_waits_for_the_open_whatever_replay_says(
+        model_args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """``replay: true`` (the paper file's default) means nothing to the IB broker: its
+    session is live, so market hours apply."""
+    argv = ["run", "paper", "--at-open", "--now", "2026-11-26T09:25-05:00", *model_args,
+            "-p", "replay", "true", "-p", "broker", "ib"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith("next XNYS open: 2026-11-27 09:30")
+
+
 def test_run_help_states_the_schedule_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--help"])

@@ -501,7 +501,8 @@ def _at_open(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]
         return pd.Timestamp.now(tz="UTC") + offset
 
     plan = schedule.plan_at_open(
-        clock(), args.calendar or schedule.DEFAULT_CALENDAR, replay=paper.replay,
+        clock(), args.calendar or schedule.DEFAULT_CALENDAR,
+        replay=paper.replay and paper.broker == "sim",  # an IB session is live, always
         flatten_margin=pd.Timedelta(minutes=paper.flatten_margin_minutes))
     print(plan.message, flush=True)
     if plan.start_at is None:
