@@ -297,6 +297,17 @@ def test_session_survives_faults(fault: str, tiny_model: Model, tmp_path: Path,
         assert any(x.startswith("stale data") for x in result.decisions["fallback"])
 
 
+def test_a_busy_metrics_port_stops_the_session_and_frees_the_client_id(
+        tiny_model: Model, tmp_path: Path, gateway: GatewayThread) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = _session(tiny_model[0], gateway.port, metrics_port=busy.getsockname()[1])
+        with pytest.raises(InputError, match="metrics_port"):
+            run_session(config, tmp_path / "s")
+    assert _until(lambda: gateway.clients() == [])  # the broker was closed
+
+
 _KILLABLE = """
 import sys
 from tradinglib.inference import LockedPolicy

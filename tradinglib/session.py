@@ -485,15 +485,15 @@ def _run(config: SessionConfig, run_id: str, journal: Journal,
     log.info("session %s: %d cycles of %s from %s, model %s (sha256 %s), %s broker, speed %g",
              run_id, cycles, config.symbol, first, model_path.name, policy.sha256[:12],
              config.broker, config.speed)
-    server = serve_metrics(metrics, port=config.metrics_port) \
-        if config.metrics_port is not None else None
-    if server is not None:
-        journal.set_meta("metrics_url", server.url)
-        log.info("metrics: %s", server.url)
+    server = None
     # what exists now (modules, the model, the history) lives as long as the session:
     # keep it out of the garbage collector's full passes, which would stall cycles
     gc.freeze()
-    try:
+    try:  # from here on the broker is closed whatever happens (a busy metrics port too)
+        if config.metrics_port is not None:
+            server = serve_metrics(metrics, port=config.metrics_port)
+            journal.set_meta("metrics_url", server.url)
+            log.info("metrics: %s", server.url)
         session = _Session(config, run_id, policy, broker, clock, journal, metrics)
         if previous is not None:
             session.restore(previous)
