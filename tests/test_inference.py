@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -167,6 +168,21 @@ def test_corrupt_zip_with_matching_card(tiny_model: tuple[Path, ModelCard],
     _rewrite_card(path, sha256=file_sha256(path))
     with pytest.raises(ModelError, match="not a readable PPO model"):
         LockedPolicy.load(path)
+
+
+@pytest.mark.parametrize("error", [TypeError("unexpected keyword"), AttributeError("x"),
+                                   zipfile.BadZipFile("bad")])
+def test_any_failure_inside_sb3_load_is_a_model_error(
+        tiny_model: tuple[Path, ModelCard], monkeypatch: pytest.MonkeyPatch,
+        error: Exception) -> None:
+    import stable_baselines3
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr(stable_baselines3.PPO, "load", fail)
+    with pytest.raises(ModelError, match=f"not a readable PPO model: {type(error).__name__}"):
+        LockedPolicy.load(tiny_model[0])
 
 
 def test_card_that_is_not_json(tiny_model: tuple[Path, ModelCard], tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -511,8 +510,9 @@ def _load_sb3(path: Path, algorithm: str) -> Any:
         raise ModelError(f"card of {path} names algorithm {algorithm!r}, unknown to SB3")
     try:
         return algo.load(path, device="cpu")
-    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, RuntimeError, OSError) as exc:
-        raise ModelError(f"{path} is not a readable {algorithm} model: {exc}") from None
+    except Exception as exc:  # whatever a damaged or foreign zip makes SB3/torch raise
+        raise ModelError(f"{path} is not a readable {algorithm} model: "
+                         f"{type(exc).__name__}: {exc}") from None
 
 
 def _check_spaces(model: Any, path: Path) -> None:
