@@ -259,7 +259,8 @@ def test_malformed_or_refused_answers_are_hold(status: int, kind: str, body: str
 @pytest.mark.parametrize(("url", "timeout"), [("localhost:8000", 1.0), ("", 1.0),
                                               ("ftp://x", 1.0), ("http://x", 0.0),
                                               ("http://x", -1.0), ("http://x", float("nan")),
-                                              ("http://x", "1")])
+                                              ("http://x", "1"), ("http://host:abc", 1.0),
+                                              ("http://[::1", 1.0)])
 def test_bad_arguments_are_clear_errors(url: str, timeout: Any) -> None:
     with pytest.raises(InputError, match=r"URL|timeout"):
         RemotePolicy(url, timeout)

@@ -74,7 +74,12 @@ class RemotePolicy(CountsDecisions):
         self.card = card
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         headers = {"Authorization": f"Bearer {secret}"} if secret else {}
-        self._client = httpx.Client(base_url=self.url, timeout=self.timeout, headers=headers)
+        try:
+            self._client = httpx.Client(base_url=self.url, timeout=self.timeout,
+                                        headers=headers)
+        except httpx.InvalidURL as exc:
+            raise InputError(f"inference URL {url!r} is not a valid URL ({exc}); give e.g. "
+                             "http://127.0.0.1:8000 (AI_INFERENCE_URL)") from None
         self._close = weakref.finalize(self, self._client.close)  # sockets never leak
         self._served_sha256 = ""
         self.counts = DecisionCounts()
@@ -141,7 +146,7 @@ class RemotePolicy(CountsDecisions):
         except httpx.TimeoutException as exc:
             return _Failure("timeout", f"no answer from {self.url} within {self.timeout:g}s "
                             f"({type(exc).__name__})", RetryableError)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport, decoding, redirects
             return _Failure("unreachable", f"{self.url}: {exc or type(exc).__name__}",
                             RetryableError)
         if response.status_code >= 500:
