@@ -148,6 +148,26 @@ def test_reconnect_restores_fills_and_refs(gateway: GatewayThread, broker: IBBro
     assert len(gateway.orders()) == 1
 
 
+def test_a_late_fill_that_sorts_first_is_still_listed_after_the_ones_seen() -> None:
+    """fills_since(n) is read by count: a fill IB reports later must never move before
+    one already listed, even when its time and execution id sort first."""
+    from types import SimpleNamespace
+
+    def fill(ref: str, exec_id: str) -> Any:
+        when = pd.Timestamp("2026-11-25 15:00:00", tz="UTC")
+        return SimpleNamespace(execution=SimpleNamespace(orderRef=ref, time=when,
+                                                         execId=exec_id))
+
+    fills = [fill("r-2", "0002.01"), fill("r-1", "0001.01"), fill("other", "0000.01")]
+    b = IBBroker(ref_prefix="r-")
+    b._ib = SimpleNamespace(trades=list, fills=lambda: fills)
+    # read back at connect: in execution order
+    assert [f.execution.execId for f in b._index().our_fills] == ["0001.01", "0002.01"]
+    fills.append(fill("r-3", "0000.02"))  # arrives later, sorts first
+    assert [f.execution.execId for f in b._index().our_fills] == [
+        "0001.01", "0002.01", "0000.02"]
+
+
 def _until(condition: Any, seconds: float = 3.0) -> bool:
     """Poll ``condition()`` every 10 ms for at most ``seconds``; its last value."""
     deadline = time.monotonic() + seconds

@@ -25,7 +25,6 @@ subscribes the bars again. TWS losing its own link to IB while the socket stays 
 
 from __future__ import annotations
 
-import bisect
 import logging
 import threading
 import time
@@ -287,8 +286,9 @@ class IBBroker:
                 if t.order.orderRef.startswith(self.ref_prefix)]
 
     def fills_since(self, n: int) -> list[BrokerFill]:
-        """This session's fills (ref starting with ``ref_prefix``) from the ``n``-th on,
-        in execution order (time, then execution id).
+        """This session's fills (ref starting with ``ref_prefix``) from the ``n``-th on:
+        those IB reported at connect in execution order (time, then execution id), then
+        the later ones in arrival order (a fill never moves before one already listed).
 
         Raises:
             InputError: ``n`` is not an integer >= 0.
@@ -418,16 +418,24 @@ class IBBroker:
 
     def _index(self) -> _RefIndex:
         """Take in the trades and fills IB reported since the last call (IB keeps them
-        in arrival order); the index. Each call looks at the new ones only."""
+        in arrival order); the index. Each call looks at the new ones only.
+
+        This session's fills are only ever appended, so that :meth:`fills_since` counts
+        stay valid: those read back at a connect in execution order, later ones as they
+        arrive."""
         index = self._refs
         trades, fills = self._ib.trades(), self._ib.fills()
         for trade in trades[index.trades_seen:]:
             index.trades.setdefault(trade.order.orderRef, trade)
+        ours = []
         for fill in fills[index.fills_seen:]:
             ref = fill.execution.orderRef
             index.fills.setdefault(ref, fill)
             if ref.startswith(self.ref_prefix):
-                bisect.insort(index.our_fills, fill, key=_execution_order)
+                ours.append(fill)
+        if index.fills_seen == 0:  # the executions read back at connect
+            ours.sort(key=_execution_order)
+        index.our_fills.extend(ours)
         index.trades_seen, index.fills_seen = len(trades), len(fills)
         return index
 
@@ -488,8 +496,9 @@ class IBBroker:
 
 @dataclass(slots=True)
 class _RefIndex:
-    """Trades and fills by order ref, and this session's fills in execution order, as
-    far as IB's lists have been looked at (``trades_seen``, ``fills_seen``)."""
+    """Trades and fills by order ref, and this session's fills in the order of
+    :meth:`IBBroker.fills_since`, as far as IB's lists have been looked at
+    (``trades_seen``, ``fills_seen``)."""
 
     trades: dict[str, Any] = field(default_factory=dict)
     fills: dict[str, Any] = field(default_factory=dict)
