@@ -502,6 +502,27 @@ def test_what_if_previews_commission(googl: pd.DataFrame) -> None:
     run(body)
 
 
+def test_odd_input_from_a_client_gets_answers_not_a_dead_connection(googl: pd.DataFrame
+                                                                    ) -> None:
+    """A negative client id trades like any other; a what-if preview of an absurd
+    quantity is answered (no shares) instead of killing the connection."""
+    async def body() -> None:
+        with serve(googl) as gw:
+            ib = await connect(gw.port, client_id=-1)
+            try:
+                contract = await qualified(ib)
+                await ib.whatIfOrderAsync(contract, MarketOrder("BUY", float("inf")))
+                trade = ib.placeOrder(contract, order("MKT", "BUY", 2, "neg"))
+                await until(lambda: trade.orderStatus.status == "Submitted", "Submitted")
+                gw.advance()
+                await until(lambda: trade.isDone(), "the fill")
+                assert [(e.client_id, e.shares) for e in gw.executions()] == [(-1, 2)]
+                assert ib.isConnected()
+            finally:
+                ib.disconnect()
+    run(body)
+
+
 def test_reconnect_restores_trades_fills_and_positions(googl: pd.DataFrame) -> None:
     async def body() -> None:
         with serve(googl) as gw:

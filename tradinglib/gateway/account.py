@@ -125,7 +125,7 @@ class PaperAccount:
         order = OrderRecord(
             order_id=req.order_id, client_id=client_id,
             perm_id=FIRST_PERM_ID + len(self._orders), order_ref=req.order_ref,
-            action=req.action, quantity=_shares(req.quantity) or 0, order_type=req.order_type,
+            action=req.action, quantity=parse_shares(req.quantity) or 0, order_type=req.order_type,
             limit_price=request.limit_price if request is not None else None, tif=req.tif,
             status="Submitted", placed=self._replay.now)
         if problem is None and request is not None:
@@ -148,7 +148,7 @@ class PaperAccount:
     def _request(self, client_id: int, req: PlaceOrder
                  ) -> tuple[str | None, OrderRequest | None]:
         """The simulated broker's order for ``req``, or why it is rejected."""
-        shares = _shares(req.quantity)
+        shares = parse_shares(req.quantity)
         if req.action not in ("BUY", "SELL"):
             return f"action {req.action!r} is not BUY or SELL", None
         if shares is None:
@@ -190,7 +190,7 @@ class PaperAccount:
         self._fills_seen += len(fills)
         out = []
         for broker_fill in fills:
-            client, order_id = (int(x) for x in broker_fill.ref.split("-"))
+            client, order_id = (int(x) for x in broker_fill.ref.rsplit("-", 1))  # ids may be < 0
             order = self._orders[(client, order_id)]
             fill = broker_fill.fill
             before, position = self._books.realized_pnl, self._books.position
@@ -216,7 +216,7 @@ class PaperAccount:
     def what_if(self, req: PlaceOrder) -> tuple[str, ...]:
         """The margin fields (9) and commission of a whatIf answer for ``req``: a cash
         account has no margin; the equity change is minus the estimated commission."""
-        shares = _shares(req.quantity) or 0
+        shares = parse_shares(req.quantity) or 0
         commission = self.costs.commission(shares, self._replay.close(self._replay.latest))
         equity = self.snapshot().net_liquidation or 0.0
         return ("0", "0", f"{equity:.2f}", "0", "0", f"{-commission:.2f}", "0", "0",
@@ -272,7 +272,7 @@ class PaperAccount:
                 *((k, f"{v:.2f}", "USD") for k, v in money.items())]
 
 
-def _shares(text: str) -> int | None:
+def parse_shares(text: str) -> int | None:
     """Whole shares > 0 from a quantity as sent (``"5"``, ``"5.0"``), else None."""
     try:
         value = float(text)

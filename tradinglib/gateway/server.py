@@ -20,7 +20,7 @@ import pandas as pd
 from tradinglib.costs import Costs, FillAt
 from tradinglib.exceptions import InputError, RetryableError
 from tradinglib.gateway import messages as msg
-from tradinglib.gateway.account import PaperAccount
+from tradinglib.gateway.account import PaperAccount, parse_shares
 from tradinglib.gateway.contract import Instrument
 from tradinglib.gateway.faults import Faults
 from tradinglib.gateway.market import Replay
@@ -247,7 +247,7 @@ class Gateway:
                                               "the request")
                 return
             preview = OrderRecord(req.order_id, conn.client_id, 0, req.order_ref, req.action,
-                                  int(float(req.quantity or 0)), req.order_type, None,
+                                  parse_shares(req.quantity) or 0, req.order_type, None,
                                   req.tif, "Submitted")
             conn.send(msg.open_order(conn.version, preview, self.account.instrument,
                                      self.account.code, what_if=self.account.what_if(req)))
