@@ -17,7 +17,7 @@ from tradinglib.broker import (
     OrderRequest,
     SimBroker,
 )
-from tradinglib.clock import Clock, ReplayClock, WallClock
+from tradinglib.clock import Clock, FeedClock, ReplayClock, WallClock
 from tradinglib.costs import Costs
 from tradinglib.exceptions import DataError, InputError, RetryableError, StopError
 from tradinglib.portfolio import Fill
@@ -271,3 +271,29 @@ def test_replay_clock_checks_its_input(kwargs: dict[str, object], message: str) 
     args: dict[str, object] = {"times": TIMES, "cycle_seconds": 1.0, "speed": 0.0, **kwargs}
     with pytest.raises(InputError, match=message):
         ReplayClock(**args)  # type: ignore[arg-type]
+
+
+class _Feed:
+    """A feed whose server time and newest bar are set by the test."""
+
+    def __init__(self, server: pd.Timestamp, bar: pd.Timestamp | None) -> None:
+        self.server, self.bar = server, bar
+
+    def wait_for_bar(self, timeout: float) -> bool:
+        return False
+
+    def server_time(self) -> pd.Timestamp:
+        return self.server
+
+    def latest_bar_time(self) -> pd.Timestamp | None:
+        return self.bar
+
+
+def test_feed_clock_runs_from_the_server_time_and_jumps_to_newer_bars_in_utc() -> None:
+    server = pd.Timestamp("2026-11-25 14:30", tz="UTC")
+    feed = _Feed(server, pd.Timestamp("2026-11-25 09:00", tz="America/New_York"))
+    clock = FeedClock(feed, wait_seconds=1.0)
+    assert server <= clock.now() < server + pd.Timedelta(seconds=5)  # the bar is older
+    feed.bar = pd.Timestamp("2026-11-25 10:00", tz="America/New_York")  # 15:00 UTC
+    now = clock.now()
+    assert now == feed.bar and str(now.tz) == "UTC"

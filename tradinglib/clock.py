@@ -175,11 +175,11 @@ class FeedClock:
         self._base, self._at = feed.server_time(), time.monotonic()
 
     def now(self) -> pd.Timestamp:
-        """The feed's time: its server time plus the wall time since it was read, or the
-        newest bar's time if later."""
+        """The feed's time, in UTC: its server time plus the wall time since it was read,
+        or the newest bar's time if later."""
         running = self._base + pd.Timedelta(seconds=time.monotonic() - self._at)
         bar = self._feed.latest_bar_time()
-        return running if bar is None or bar <= running else bar
+        return running if bar is None or bar <= running else bar.tz_convert(running.tz)
 
     def advance(self) -> bool:
         """Wait for the next bar (at most ``wait_seconds``); always True."""
