@@ -296,8 +296,11 @@ def test_session_survives_faults(fault: str, tiny_model: Model, tmp_path: Path,
         else:
             f.stop_bars(after=5)
 
-            def resume() -> None:
-                time.sleep(5.0)
+            def resume() -> None:  # once the session has held on stale data
+                journal = tmp_path / "s" / "journal.sqlite"
+                deadline = time.monotonic() + 60
+                while not _stale_gap(journal) and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 f.resume_bars()
 
             import threading
@@ -329,7 +332,7 @@ def test_a_busy_metrics_port_stops_the_session_and_frees_the_client_id(
 
 
 _KILLABLE = """
-import sys
+import os, signal, sys
 from tradinglib.inference import LockedPolicy
 from tradinglib.session import SessionConfig, run_session
 from tradinglib.types import Action, Decision
@@ -337,12 +340,22 @@ from tradinglib.types import Action, Decision
 calls = {"n": 0}
 def decide(self, obs):
     calls["n"] += 1
+    if calls["n"] == 7 and sys.argv[4] == "new":  # die mid-session, at a known point
+        os.kill(os.getpid(), signal.SIGKILL)
     return Decision(Action.BUY if calls["n"] % 2 else Action.SELL, "model", 0.0)
 LockedPolicy.decide = decide
 config = SessionConfig(model_path=sys.argv[1], broker="ib", ib_port=int(sys.argv[2]),
                        cycle_seconds=2.0, session_minutes=0.5, run_id="k")
 run_session(config, sys.argv[3], resume=sys.argv[4] == "resume")
 """
+
+
+def _stale_gap(path: Path) -> bool:
+    """True once the journal at ``path`` holds a stale-data gap."""
+    try:
+        return any("stale data" in r for r in read_journal(path)["gaps"]["reason"])
+    except (InputError, JournalError):
+        return False
 
 
 def _decisions(path: Path) -> int:
@@ -356,7 +369,6 @@ def _decisions(path: Path) -> int:
 @pytest.mark.slow
 def test_a_killed_session_resumes_without_sending_an_order_twice(
         tiny_model: Model, tmp_path: Path, googl: pd.DataFrame) -> None:
-    import os
     import signal
     import subprocess
     import sys
@@ -368,13 +380,10 @@ def test_a_killed_session_resumes_without_sending_an_order_twice(
         args = [sys.executable, str(script), str(tiny_model[0]), str(g.port), str(out)]
         first = subprocess.Popen([*args, "new"], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and first.poll() is None:
-            if _decisions(out / "journal.sqlite") >= 6:
-                break
-            time.sleep(0.05)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
+        try:
+            assert first.wait(120) == -signal.SIGKILL  # killed itself at decision 7
+        finally:
+            first.kill()
         before = read_journal(out / "journal.sqlite")
         assert 6 <= len(before["decisions"]) < 15
         assert before["meta"].set_index("key").loc["status", "value"] == "running"
