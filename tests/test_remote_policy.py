@@ -63,6 +63,8 @@ def observations(n: int) -> list[list[float]]:
 
 def test_answers_are_the_in_process_policys(service: BackgroundServer, policy: LockedPolicy,
                                             tiny_model: Model) -> None:
+    # observations the model answers differently, so a wrong answer would show
+    assert len({policy.predict(o) for o in observations(10)}) >= 2
     with RemotePolicy(service.url, card=tiny_model[1]) as remote:
         for obs in observations(10):
             decision = remote.decide(obs)
@@ -85,6 +87,7 @@ def test_without_a_card_the_sha256_is_the_services(service: BackgroundServer,
 def test_threads_get_their_own_answers(service: BackgroundServer, policy: LockedPolicy) -> None:
     obs = observations(16)
     expected = [policy.predict(o) for o in obs]
+    assert len(set(expected)) >= 2  # else swapped answers could not show
     wrong: list[tuple[int, Action]] = []
     with RemotePolicy(service.url) as remote:
 
@@ -280,6 +283,7 @@ def test_a_session_through_the_service_takes_the_same_actions(
     local = _session(tiny_model, tmp_path / "local", None)
     remote = _session(tiny_model, tmp_path / "remote", service.url)
     assert list(remote.decisions["action"]) == list(local.decisions["action"])
+    assert len(set(local.decisions["action"])) >= 2  # the comparison can tell them apart
     assert set(remote.decisions["fallback"]) == {""}
 
 

@@ -11,6 +11,7 @@ the regular session is 09:30-16:00 New York time, which is 14:30-21:00 UTC in wi
 from __future__ import annotations
 
 import os
+import selectors
 import shutil
 import signal
 import subprocess
@@ -330,7 +331,10 @@ def test_ctrl_c_while_waiting_for_the_open(model_args: list[str]) -> None:
         env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stdout is not None
-        line = proc.stdout.readline()  # bounded: the process exits if it cannot plan
+        with selectors.DefaultSelector() as selector:  # at most 60 s for the first line
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            assert selector.select(60), "no output from `run paper --at-open` in 60 s"
+        line = proc.stdout.readline()
         assert line.startswith("waiting 1h00m for the XNYS open: 2026-11-27 09:30"), line
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)

@@ -431,9 +431,12 @@ def test_access_log_records_are_json_lines(client: httpx.Client,
     with caplog.at_level(logging.INFO, logger="tradinglib.service.access"):
         client.post("/predict", json={"observation": [1]})
         deadline = time.monotonic() + 5
-        while not caplog.records and time.monotonic() < deadline:
+        while time.monotonic() < deadline and not any(
+                r.name == "tradinglib.service.access" for r in caplog.records):
             time.sleep(0.01)  # the record is written after the answer is sent
-    record = next(r for r in caplog.records if r.name == "tradinglib.service.access")
+    records = [r for r in caplog.records if r.name == "tradinglib.service.access"]
+    assert records, "no access log record within 5 s"
+    record = records[0]
     line = json.loads(JsonLinesFormatter().format(record))
     assert (line["method"], line["path"], line["status"]) == ("POST", "/predict", 422)
     assert line["latency_ms"] > 0 and line["client"].startswith("127.0.0.1:")
