@@ -157,3 +157,16 @@ def test_bad_values_are_input_errors(call: Any, message: str) -> None:
     with pytest.raises(InputError, match=message):
         call(m)
     assert m.registry.get_sample_value("ai_paper_decision_latency_seconds_count") == 0
+
+
+@pytest.mark.parametrize(("host", "loopback"), [
+    ("localhost", True), ("LOCALHOST", True), ("127.0.0.1", True), ("127.1.2.3", True),
+    ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False),
+    ("192.168.1.10", False), ("example.com", False), ("", False)])
+def test_one_loopback_rule_for_service_gateway_and_metrics(host: str, loopback: bool) -> None:
+    from tradinglib.gateway.server import is_loopback as gateway_rule
+    from tradinglib.loopback import is_loopback
+    from tradinglib.service import is_loopback as service_rule
+
+    assert is_loopback(host) is loopback
+    assert gateway_rule is service_rule is is_loopback

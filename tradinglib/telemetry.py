@@ -27,7 +27,6 @@ name                                      type       meaning
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import threading
 from types import TracebackType
@@ -36,6 +35,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from tradinglib.exceptions import InputError
+from tradinglib.loopback import is_loopback
 from tradinglib.types import Action
 
 __all__ = ["LATENCY_BUCKETS", "MetricsServer", "SessionMetrics", "serve_metrics"]
@@ -153,11 +153,7 @@ class SessionMetrics:
 
 def _check_loopback(host: str) -> None:
     """InputError unless ``host`` is a loopback address or ``localhost``."""
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
+    if not is_loopback(host):
         raise InputError(f"metrics are served on the loopback interface only, not {host!r}: "
                          "another address would publish account figures to the network "
                          "(the seed binds to 127.0.0.1 for this reason); use 127.0.0.1 or "

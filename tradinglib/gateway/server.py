@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import math
 import re
@@ -27,6 +26,7 @@ from tradinglib.gateway.market import Replay
 from tradinglib.gateway.records import ExecutionRecord, OrderRecord
 from tradinglib.gateway.requests import PlaceOrder
 from tradinglib.gateway.session import Connection
+from tradinglib.loopback import is_loopback
 from tradinglib.risk import AccountSnapshot
 
 log = logging.getLogger("tradinglib.gateway")
@@ -34,16 +34,6 @@ log = logging.getLogger("tradinglib.gateway")
 CLOSE_TIMEOUT = 5.0
 """Seconds :meth:`Gateway.close` waits for connections to finish."""
 _ACCOUNT = re.compile(r"[A-Z]{1,3}\d{1,12}$")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class Gateway:

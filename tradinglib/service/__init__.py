@@ -11,10 +11,11 @@ action for an observation, with validation, a lock, health, metrics and JSON log
 - :mod:`~tradinglib.service.server`: :func:`serve` and :class:`BackgroundServer` (uvicorn)
 """
 
+from tradinglib.loopback import is_loopback
 from tradinglib.service.app import ServedPolicy, ServiceState, create_app
 from tradinglib.service.guard import MAX_BODY_BYTES
 from tradinglib.service.schemas import HealthResponse, PredictRequest, PredictResponse
-from tradinglib.service.security import check_bind, is_loopback
+from tradinglib.service.security import check_bind
 from tradinglib.service.server import BackgroundServer, bind_socket, serve
 from tradinglib.service.telemetry import ServiceMetrics
 

@@ -8,23 +8,13 @@ container, a LAN address) exposes the model to the network and needs AI_SERVICE_
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from tradinglib.exceptions import ConfigError
+from tradinglib.loopback import is_loopback
 
 TOKEN_HINT = ("set AI_SERVICE_TOKEN (at least 16 characters, e.g. from python -c "
               "'import secrets; print(secrets.token_urlsafe(32))') and send it as "
               "'Authorization: Bearer <token>'")
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (IPv4 127.0.0.0/8, IPv6 ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to any interface
-        return False
 
 
 def check_bind(host: str, token: str | None) -> None:
