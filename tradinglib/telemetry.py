@@ -17,7 +17,8 @@ name                                      type       meaning
 ``ai_paper_risk_rejections_total{reason}``  counter  risk verdicts rejected, by reason code
 ``ai_paper_hold_fallbacks_total{reason}``   counter  HOLD used because the model could not
                                                      answer, by reason
-``ai_paper_decision_latency_seconds``     histogram  inference latency, 0.1 ms .. 1 s buckets
+``ai_paper_decision_latency_seconds``     histogram  one cycle (bars read .. order sent),
+                                                     0.1 ms .. 1 s buckets
 ``ai_paper_connected``                    gauge      1 while the broker is connected, else 0
 ``ai_paper_disconnects_total``            counter    connected -> disconnected transitions
 ========================================  =========  ====================================
@@ -90,7 +91,8 @@ class SessionMetrics:
                                       "model could not answer, by reason", ["reason"],
                                       registry=reg)
         self.decision_latency = Histogram("ai_paper_decision_latency_seconds",
-                                          "Inference latency of one decision, seconds",
+                                          "One decision cycle (bars read, features, "
+                                          "inference, risk check, order sent), seconds",
                                           buckets=LATENCY_BUCKETS, registry=reg)
         self.connected = Gauge("ai_paper_connected", "1 while the broker is connected, "
                                "else 0", registry=reg)
