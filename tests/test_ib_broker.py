@@ -129,6 +129,10 @@ def test_rejection_limit_order_and_cancel(gateway: GatewayThread, broker: IBBrok
     with pytest.raises(BrokerError, match="no order with ref 'run-none'"):
         broker.cancel_order("run-none")
     assert gateway.executions() == []
+    assert [broker.order_state(r).status for r in ("run-big", "run-lmt")] == [
+        "rejected", "cancelled"]
+    with pytest.raises(BrokerError, match="no order with ref 'run-none'"):
+        broker.order_state("run-none")
 
 
 def test_reconnect_restores_fills_and_refs(gateway: GatewayThread, broker: IBBroker) -> None:

@@ -124,6 +124,29 @@ def test_flatten_at_end_leaves_no_position(tiny_model: Model, tmp_path: Path) ->
                                                                            "filled"]
 
 
+def test_an_order_the_broker_cancels_after_acknowledging_it_is_journaled_and_done(
+        tiny_model: Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker answers "submitted", then cancels the order on its own: the next
+    cycle learns it, journals it and no longer counts the order as in flight."""
+    from tradinglib.broker.sim import SimBroker
+
+    place = SimBroker.place_order
+
+    def place_then_cancel(self: SimBroker, order: Any) -> Any:
+        state = place(self, order)
+        if order.ref == "run-0":
+            self.cancel_order(order.ref)  # as if the broker did, after its answer
+        return state
+
+    monkeypatch.setattr(SimBroker, "place_order", place_then_cancel)
+    buy = Decision(Action.BUY, "model", 0.0)
+    monkeypatch.setattr(LockedPolicy, "decide", lambda self, obs: buy)
+    session = run_session(config(tiny_model, session_minutes=3.0), tmp_path / "run")
+    orders = read_journal(session.journal_path)["orders"]
+    assert list(orders.loc[orders["ref"] == "run-0", "state"]) == ["submitted", "cancelled"]
+    assert session.final_position == 5 * 2  # run-1 and run-2 filled, run-0 did not
+
+
 def test_replay_at_speed_one_waits_a_cycle_per_bar(tiny_model: Model, tmp_path: Path) -> None:
     cfg = config(tiny_model, cycle_seconds=0.05, session_minutes=0.25 / 60, speed=1.0)
     assert cfg.cycles == 5

@@ -182,8 +182,12 @@ def test_cancel_unknown_ref_raises_and_final_orders_stay() -> None:
     with pytest.raises(BrokerError, match="no order with ref 'nope'"):
         broker.cancel_order("nope")
     broker.place_order(mkt("a", 5))
+    assert broker.order_state("a").status == "submitted"
     clock.advance()
     assert broker.cancel_order("a").status == "filled"
+    assert broker.order_state("a").status == "filled"
+    with pytest.raises(BrokerError, match="no order with ref 'nope'"):
+        broker.order_state("nope")
 
 
 def test_calls_need_a_connection() -> None:

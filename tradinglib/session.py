@@ -59,6 +59,7 @@ import pandas as pd
 
 from tradinglib.broker.base import (
     Broker,
+    BrokerError,
     BrokerFill,
     BrokerUnavailable,
     OrderRequest,
@@ -754,6 +755,18 @@ class _Session:
         fills = self.broker.fills_since(self.fills_seen)
         for fill in fills:
             self._book(fill, now)
+        for ref in list(self.in_flight):  # ended at the broker since (a fill ends in _book)
+            try:
+                state = self.broker.order_state(ref)
+            except BrokerError:  # its answer was lost and it never arrived: keep waiting
+                continue
+            if state.final and state.status != "filled":
+                request = self.orders[ref][0]
+                self._track(request, state)
+                self.journal.order(now, request, state)
+                log.warning("order %s %s by the broker: %s", ref, state.status, state.detail,
+                            extra={"event": "order", "ref": ref, "status": state.status,
+                                   "detail": state.detail})
         # while an order is in flight the broker's position may already include a fill
         # whose report has not arrived: adopting it now would count that fill twice
         if not self.in_flight:

@@ -186,6 +186,15 @@ class Broker(Protocol):
         """States of the orders still working (status ``"submitted"``), oldest first."""
         ...
 
+    def order_state(self, ref: str) -> OrderState:
+        """The latest state of the order placed under ``ref`` (the broker may have
+        cancelled or rejected it since it was acknowledged).
+
+        Raises:
+            BrokerError: no order was placed under ``ref``.
+        """
+        ...
+
     def fills_since(self, n: int) -> list[BrokerFill]:
         """Fills of this broker object's orders from the ``n``-th on (0-based, in
         execution order): pass the number of fills already seen to get the new ones.

@@ -179,6 +179,19 @@ class SimBroker:
                                        detail="cancelled on request"))
         return held.state
 
+    def order_state(self, ref: str) -> OrderState:
+        """The latest state of the order placed under ``ref``.
+
+        Raises:
+            BrokerUnavailable: not connected.
+            BrokerError: no order was placed under ``ref``.
+        """
+        self._ready()
+        held = self._orders.get(ref)
+        if held is None:
+            raise BrokerError(f"no order with ref {ref!r} was placed with this broker")
+        return held.state
+
     def open_orders(self) -> list[OrderState]:
         """States of the working orders, oldest first.
 

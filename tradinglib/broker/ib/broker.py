@@ -273,6 +273,20 @@ class IBBroker:
             thread.call(self._ib.cancelOrder, trade.order)
         return self._acknowledged(trade, done=True)
 
+    def order_state(self, ref: str) -> OrderState:
+        """The latest state IB reports of the order placed under ``ref``.
+
+        Raises:
+            BrokerUnavailable: not connected.
+            BrokerError: no order with this ref is known to IB.
+        """
+        thread = self._ready()
+        trade, fill = thread.call(self._find, ref)
+        if trade is None and fill is None:
+            raise BrokerError(f"no order with ref {ref!r} is known to IB")
+        state: OrderState = thread.call(_state, trade, fill, "")
+        return state
+
     def open_orders(self) -> list[OrderState]:
         """This session's working orders (ref starting with ``ref_prefix``), oldest
         first.
