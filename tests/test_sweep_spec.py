@@ -250,3 +250,28 @@ def test_run_tags_must_be_json_values_and_nothing_is_written(tmp_path: Path) -> 
         run_notebook(ROOT / "notebooks" / "backtest.ipynb", {}, kind="backtest", label="t",
                      runs_dir=tmp_path / "runs", tags={"sweep": "s", "point": object()})
     assert not (tmp_path / "runs").exists()
+
+
+def test_window_bars_are_cut_again_when_the_source_file_changes(tmp_path: Path) -> None:
+    import os
+
+    import pandas as pd
+
+    from tradinglib.data import load_bars
+    from tradinglib.sweep.points import Window
+    from tradinglib.sweep.tasks import _window_bars
+
+    source = tmp_path / "bars.parquet"
+    bars = load_bars("googl-daily")
+    bars.to_parquet(source)
+    window = Window(0, "2010-01-01", "2011-01-01", "2011-01-01", "2011-07-01")
+    first = _window_bars(str(source), window, tmp_path / "windows", tmp_path)
+    assert _window_bars(str(source), window, tmp_path / "windows", tmp_path) == first
+    prices = ["open", "high", "low", "close"]
+    changed = bars.assign(**{c: bars[c] * 2 for c in prices})
+    changed.to_parquet(source)
+    os.utime(source, ns=(1, 1))  # a different version even within the same clock tick
+    second = _window_bars(str(source), window, tmp_path / "windows", tmp_path)
+    assert second != first
+    assert float(pd.read_parquet(second)["close"].iloc[0]) == pytest.approx(
+        2 * float(pd.read_parquet(first)["close"].iloc[0]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -209,18 +210,27 @@ def prepare_tasks(sweep: Sweep, points: list[Point], done: Mapping[tuple[str, st
 
 
 def _window_bars(source: object, window: Window, folder: Path, root: Path) -> Path:
-    """The training bars of ``window`` as a Parquet file in ``folder`` (written once)."""
+    """The training bars of ``window`` as a Parquet file in ``folder`` (written once per
+    source file version: its name carries the file's path, size and modification time,
+    so an edited or replaced source is cut again on a rerun)."""
     import pandas as pd
 
     from tradinglib.data import BUILTIN_SOURCES, load_bars, source_path
     from tradinglib.params import DEFAULT_DATA
 
     name = str(source or DEFAULT_DATA)
+    path = source_path(name, root)
     stem = name if name in BUILTIN_SOURCES else Path(name).stem
-    target = folder / f"{stem}-{window.train_start}-{window.train_end}.parquet"
+    try:
+        stat = Path(path).stat()
+        version = f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:  # a built-in source, or a missing file (load_bars says so below)
+        version = str(path)
+    digest = hashlib.sha256(version.encode()).hexdigest()[:10]
+    target = folder / f"{stem}-{digest}-{window.train_start}-{window.train_end}.parquet"
     if target.is_file():
         return target
-    bars = load_bars(source_path(name, root))
+    bars = load_bars(path)
     zone = pd.DatetimeIndex(bars.index).tz
     start = pd.Timestamp(window.train_start).tz_localize(zone)
     end = pd.Timestamp(window.train_end).tz_localize(zone)
