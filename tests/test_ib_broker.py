@@ -85,6 +85,17 @@ def test_a_client_id_in_use_is_refused_with_326(gateway: GatewayThread,
 
 # -- the Broker protocol -----------------------------------------------------------------
 
+@pytest.mark.parametrize(("change", "word"), [({"bar_size": "7 fortnights"}, "bar size"),
+                                              ({"history": "2 eons"}, "duration")])
+def test_a_bad_bar_size_or_history_is_a_clear_stop(gateway: GatewayThread,
+                                                   change: dict[str, str], word: str) -> None:
+    b = IBBroker(port=gateway.port, client_id=6, timeout=3.0, **change)
+    with pytest.raises(BrokerError, match=f"IB refused .*invalid {word}.*check ib_bar_size"):
+        b.connect()
+    assert not b.connected
+    b.close()
+
+
 def test_account_bars_and_server_time(gateway: GatewayThread, broker: IBBroker,
                                       googl: pd.DataFrame) -> None:
     account = broker.account()

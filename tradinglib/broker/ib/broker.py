@@ -55,6 +55,12 @@ _ACK_TIMEOUT_S = 2.0
 
 _ACK_POLL_S = 0.001
 
+_HISTORY_CODES = frozenset({162, 321})
+"""IB's errors for a historical data request: 162 (the HMDS's message), 321 (invalid)."""
+
+_TRANSIENT = ("pacing", "no data")
+"""Words in a 162 message that mean "later may work" rather than "this request is wrong"."""
+
 _LINK_CODES = frozenset({1100, 1101, 1102})
 """TWS's notices about its own link to IB's servers (lost, restored data lost, restored)."""
 
@@ -408,16 +414,30 @@ class IBBroker:
             self._bar_event.set()
 
     def _subscribe_bars(self) -> None:
-        """(caller's thread) Ask for history with updates; wake waiters on new bars."""
+        """(caller's thread) Ask for history with updates; wake waiters on new bars.
+
+        Raises:
+            BrokerError: IB refused the request itself (an invalid bar size or duration).
+            BrokerUnavailable: no bars for another reason (pacing, no data yet).
+        """
         assert self._thread is not None
+        seen = len(self._errors)
         bars = self._thread.call(lambda: self._ib.reqHistoricalDataAsync(
             self._contract, endDateTime="", durationStr=self.history,
             barSizeSetting=self.bar_size, whatToShow="TRADES", useRTH=True, formatDate=2,
             keepUpToDate=True, timeout=self.timeout), timeout=self.timeout + 1)
         if not bars:
+            said = [m for _, c, m in self._errors[seen:] if c in _HISTORY_CODES]
+            refused = [m for m in said if not any(t in m.lower() for t in _TRANSIENT)]
+            if refused:
+                raise BrokerError(f"IB refused {self.bar_size!r} bars of {self.symbol} over "
+                                  f"{self.history!r}: {refused[0]}; check ib_bar_size (e.g. "
+                                  f"'1 day', '5 mins') and ib_history (e.g. '2 Y', '5 D')")
             raise BrokerUnavailable(f"IB sent no {self.bar_size} bars of {self.symbol} "
-                                    f"over {self.history}; check the market data "
-                                    f"permissions or try again later")
+                                    f"over {self.history}"
+                                    + (f" ({said[0]})" if said else "")
+                                    + "; check the market data permissions or try again "
+                                      "later")
         bars.updateEvent += self._on_bars
         self._bars = bars
         self._frame = mapping.bars_frame([], self.tz)  # converted rows, grown by bars()
