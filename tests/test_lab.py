@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import missing
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = {"train.ipynb", "backtest.ipynb", "paper_session.ipynb", "report.ipynb",
@@ -29,7 +30,7 @@ STOP_TIMEOUT_S = 15.0
 def _jupyter() -> Path:
     path = Path(sys.executable).with_name("jupyter")
     if not path.is_file():
-        pytest.skip(f"{path} not found: jupyter is not installed beside this Python")
+        missing(f"{path} not found: jupyter is not installed beside this Python")
     return path
 
 

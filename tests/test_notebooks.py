@@ -20,6 +20,7 @@ from typing import Any
 import nbformat
 import pytest
 import yaml
+from conftest import missing
 
 from tradinglib.modelcard import ModelCard, card_path
 from tradinglib.params import PARAMS_MODELS
@@ -344,7 +345,7 @@ def test_regression_outputs(nb_regression: Any) -> None:
 def _chromium() -> str:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     if exe is None:
-        pytest.skip("headless Chromium is not installed (Debian package 'chromium'; "
+        missing("headless Chromium is not installed (Debian package 'chromium'; "
                     ".ci/run installs it)")
     return exe
 
