@@ -170,10 +170,7 @@ class SimBroker:
             BrokerUnavailable: not connected.
             BrokerError: no order was placed under ``ref``.
         """
-        self._ready()
-        held = self._orders.get(ref)
-        if held is None:
-            raise BrokerError(f"no order with ref {ref!r} was placed with this broker")
+        held = self._placed(ref)
         if held.state.status == "submitted":
             self._finish(held, replace(held.state, status="cancelled",
                                        detail="cancelled on request"))
@@ -186,11 +183,15 @@ class SimBroker:
             BrokerUnavailable: not connected.
             BrokerError: no order was placed under ``ref``.
         """
+        return self._placed(ref).state
+
+    def _placed(self, ref: str) -> _Order:
+        """The order placed under ``ref``; raises as :meth:`order_state`."""
         self._ready()
         held = self._orders.get(ref)
         if held is None:
             raise BrokerError(f"no order with ref {ref!r} was placed with this broker")
-        return held.state
+        return held
 
     def open_orders(self) -> list[OrderState]:
         """States of the working orders, oldest first.

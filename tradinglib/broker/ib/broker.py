@@ -268,10 +268,7 @@ class IBBroker:
             BrokerUnavailable: not connected.
             BrokerError: no order with this ref is known to IB.
         """
-        thread = self._ready()
-        trade, fill = thread.call(self._find, ref)
-        if trade is None and fill is None:
-            raise BrokerError(f"no order with ref {ref!r} is known to IB")
+        thread, trade, fill = self._known(ref)
         if trade is None:
             final: OrderState = thread.call(_state, None, fill, "")
             return final
@@ -286,12 +283,18 @@ class IBBroker:
             BrokerUnavailable: not connected.
             BrokerError: no order with this ref is known to IB.
         """
+        thread, trade, fill = self._known(ref)
+        state: OrderState = thread.call(_state, trade, fill, "")
+        return state
+
+    def _known(self, ref: str) -> tuple[IBThread, Any, Any]:
+        """(caller's thread) The client thread, and the trade and fill IB knows under
+        ``ref`` (one may be None); raises as :meth:`order_state`."""
         thread = self._ready()
         trade, fill = thread.call(self._find, ref)
         if trade is None and fill is None:
             raise BrokerError(f"no order with ref {ref!r} is known to IB")
-        state: OrderState = thread.call(_state, trade, fill, "")
-        return state
+        return thread, trade, fill
 
     def open_orders(self) -> list[OrderState]:
         """This session's working orders (ref starting with ``ref_prefix``), oldest
